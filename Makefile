@@ -1,0 +1,44 @@
+# Two commands do everything: `make train` and `make test`.
+# Each builds .venv from nothing (Python 3.11+ and make are all they need).
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Keep JAX's compiled programs between runs: the second `make train` starts faster.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.venv/jax-cache
+
+.PHONY: train test lint venv dev clean
+
+train: $(VENV)/.runtime
+	$(BIN)/flaxfit train --model cnn1 --epochs 3 --batch-size 128 --lr 1e-3 --seed 0 --out runs/default --fresh
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+venv: $(VENV)/.runtime
+dev: $(VENV)/.dev
+
+$(VENV)/.python:
+	@test -n "$(PYTHON)" || { echo "error: no python3 found; install Python 3.11+ or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"error: flaxfit needs Python 3.11+, but $(PYTHON) is {v.major}.{v.minor}; pass PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	@touch $@
+
+# The lock files pin every package; the project itself is installed without
+# resolving again, so a fresh clone gets exactly the tested versions.
+$(VENV)/.runtime: $(VENV)/.python requirements/runtime.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet -r requirements/runtime.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
