@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny MNIST-shaped data written as IDX files, so no test needs a download."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flaxfit.data import write_idx
+
+IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def _make_arrays(n_train: int = 12, n_test: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random uint8 images and labels 0..9 in the layout of MNIST, with n_train/n_test rows."""
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
+def _write_idx_dir(directory: Path, arrays: dict[str, np.ndarray], suffix: str = ".gz") -> Path:
+    """Write the four standard IDX files of `arrays` into `directory` (created if missing)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for role, stem in IDX_STEMS.items():
+        write_idx(directory / f"{stem}{suffix}", arrays[role])
+    return directory
+
+
+@pytest.fixture
+def make_arrays():
+    """The factory `make_arrays(n_train=12, n_test=5, seed=0)` of MNIST-shaped arrays."""
+    return _make_arrays
+
+
+@pytest.fixture
+def write_idx_dir():
+    """The function `write_idx_dir(directory, arrays, suffix=".gz")` writing four IDX files."""
+    return _write_idx_dir
+
+
+@pytest.fixture
+def tiny_arrays() -> dict[str, np.ndarray]:
+    """12 train and 5 test random MNIST-shaped examples."""
+    return _make_arrays()
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> Path:
+    """A directory holding `tiny_arrays` as the four gzip-compressed IDX files."""
+    return _write_idx_dir(tmp_path / "idx", tiny_arrays)
