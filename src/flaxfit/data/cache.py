@@ -1,0 +1,134 @@
+"""The local cache: one uncompressed .npz per dataset, written atomically, read without pickle.
+
+Layout of <cache_dir>/<name>.npz: uint8 arrays train_images (N, 28, 28), train_labels (N,),
+test_images (M, 28, 28), test_labels (M,), and `meta`, the UTF-8 bytes of a JSON object with
+the source, the sha256 of the source files, and the sha256 of the arrays (to catch bit rot).
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .dataset import DataError, Dataset, arrays_sha256
+from .idx import splits_from_arrays
+
+CACHE_FORMAT = 1
+_ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def default_cache_dir() -> Path:
+    """The cache directory: $FLAXFIT_CACHE, else $XDG_CACHE_HOME/flaxfit, else ~/.cache/flaxfit."""
+    if os.environ.get("FLAXFIT_CACHE"):
+        return Path(os.environ["FLAXFIT_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec says to ignore relative paths
+        return Path(xdg) / "flaxfit"
+    return Path.home() / ".cache" / "flaxfit"
+
+
+def cache_path(cache_dir: str | os.PathLike, name: str) -> Path:
+    """The cache file of dataset `name` inside `cache_dir`."""
+    return Path(cache_dir) / f"{name}.npz"
+
+
+def _write_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    # A separate function so tests can simulate a crash in the middle of a write.
+    np.savez(file, **arrays)
+
+
+def save_cache(path: str | os.PathLike, dataset: Dataset) -> Path:
+    """Write `dataset` to `path` atomically: a temp file in the same directory, then rename.
+
+    Readers see the old file or the new one, never a partial one, and a failed write leaves
+    no temp file behind. The directory is created if missing.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": CACHE_FORMAT,
+        "name": dataset.name,
+        "source": dataset.source,
+        "sha256": dataset.sha256,
+        "arrays_sha256": dataset.content_sha256(),
+    }
+    arrays = {
+        "train_images": dataset.train.images,
+        "train_labels": dataset.train.labels,
+        "test_images": dataset.test.images,
+        "test_labels": dataset.test.labels,
+        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, arrays)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must not land before the data does
+        os.chmod(
+            tmp, 0o644
+        )  # mkstemp makes it private; the data is public, the cache may be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_cache(path: str | os.PathLike, name: str) -> Dataset:
+    """Read and fully validate a cache file written by `save_cache`.
+
+    Args:
+        path: the .npz file.
+        name: the dataset it must hold.
+
+    Returns:
+        The dataset, with `source` saying it came from this cache.
+
+    Raises:
+        FileNotFoundError: no cache file.
+        DataError: the file is unreadable, incomplete, or its content does not check out.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in (*_ARRAYS, "meta") if k not in npz.files]
+            if missing:
+                raise DataError(f"{path}: cache file lacks {', '.join(missing)}")
+            arrays = {k: npz[k] for k in _ARRAYS}
+            meta = json.loads(npz["meta"].tobytes().decode())
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        # np.load raises any of these for a truncated or garbled file; json's errors are
+        # ValueErrors.
+        raise DataError(f"{path}: unreadable cache file ({type(e).__name__}: {e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        raise DataError(f"{path}: unknown cache format; it will be rebuilt")
+    if meta.get("name") != name:
+        raise DataError(f"{path}: holds {meta.get('name')!r}, not {name!r}")
+    for key, array in arrays.items():
+        if array.dtype != np.uint8:
+            raise DataError(f"{path}: {key} has dtype {array.dtype}, expected uint8")
+    train, test = splits_from_arrays(arrays, {k: f"{path}[{k}]" for k in _ARRAYS})
+    if arrays_sha256(train, test) != meta.get("arrays_sha256"):
+        raise DataError(f"{path}: array contents do not match their recorded sha256 (file damaged)")
+    sha256 = meta.get("sha256")
+    if not isinstance(sha256, dict) or not all(isinstance(v, str) for v in sha256.values()):
+        raise DataError(f"{path}: metadata lacks the source sha256s")
+    return Dataset(
+        name=name,
+        train=train,
+        test=test,
+        source=f"cache {path} (from {meta.get('source')})",
+        sha256=dict(sha256),
+    )
