@@ -3,12 +3,22 @@
 import io
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flaxfit.data import write_idx
+
+# Tests import the small `helpers` module beside them.
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real cache."""
+    monkeypatch.setenv("FLAXFIT_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 IDX_STEMS = {
     "train_images": "train-images-idx3-ubyte",

@@ -1,0 +1,95 @@
+"""Hooks `fit()` calls as it goes: progress output now, checkpoints and more later.
+
+A callback is any object with some of these methods (all optional):
+
+    on_fit_begin(state, total_epochs)
+    on_steps(epoch, steps_done, steps_total)        # within an epoch, per dispatch
+    on_epoch_end(epoch, state, metrics) -> bool | None   # True asks fit to stop
+    on_fit_end(state, history)
+
+`epoch` counts from 1. `metrics` is the epoch's History row.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from flaxfit.history import History
+
+
+class Callback:
+    """Base class with no-op hooks; subclass and override what you need."""
+
+    def on_fit_begin(self, state: Any, total_epochs: int) -> None: ...
+
+    def on_steps(self, epoch: int, steps_done: int, steps_total: int) -> None: ...
+
+    def on_epoch_end(self, epoch: int, state: Any, metrics: dict[str, float]) -> bool | None: ...
+
+    def on_fit_end(self, state: Any, history: History) -> None: ...
+
+
+def call_hooks(callbacks: Sequence[object], hook: str, *args: Any) -> bool:
+    """Call `hook` on every callback that has it; True if any asked to stop."""
+    stop = False
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            stop = bool(method(*args)) or stop
+    return stop
+
+
+def format_epoch(metrics: dict[str, float], total_epochs: int) -> str:
+    """One line per epoch, e.g. 'epoch 2/3  train loss 0.0412 acc 98.71% | test ...'."""
+    width = len(str(total_epochs))
+    line = (
+        f"epoch {int(metrics['epoch']):>{width}}/{total_epochs}"
+        f"  train loss {metrics['train_loss']:.4f} acc {100 * metrics['train_accuracy']:6.2f}%"
+    )
+    if metrics["test_accuracy"] == metrics["test_accuracy"]:  # not NaN: a test split was given
+        line += (
+            f" | test loss {metrics['test_loss']:.4f} acc {100 * metrics['test_accuracy']:6.2f}%"
+        )
+    return line + f" | {metrics['seconds']:.1f} s, {metrics['images_per_second']:,.0f} img/s"
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on a terminal, and one plain line per epoch always.
+
+    The bar advances once per dispatched chunk of steps, so it costs no
+    per-step host sync. When `stream` is not a terminal (a log file, CI),
+    only the epoch lines are written.
+    """
+
+    def __init__(self, stream: TextIO | None = None, bar: bool | None = None):
+        self.stream = stream if stream is not None else sys.stdout
+        self.bar = self.stream.isatty() if bar is None else bar
+        self._tqdm: Any = None
+        self._total_epochs = 0
+
+    def on_fit_begin(self, state: Any, total_epochs: int) -> None:
+        self._total_epochs = total_epochs
+
+    def on_steps(self, epoch: int, steps_done: int, steps_total: int) -> None:
+        if not self.bar:
+            return
+        if self._tqdm is None:
+            from tqdm.auto import tqdm
+
+            self._tqdm = tqdm(
+                total=steps_total,
+                desc=f"epoch {epoch}/{self._total_epochs}",
+                unit="step",
+                leave=False,
+                file=self.stream,
+                dynamic_ncols=True,
+            )
+        self._tqdm.update(steps_done - self._tqdm.n)
+
+    def on_epoch_end(self, epoch: int, state: Any, metrics: dict[str, float]) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+        print(format_epoch(metrics, self._total_epochs), file=self.stream, flush=True)

@@ -1,0 +1,73 @@
+"""TrainConfig: every choice a run makes, as data, written to config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import optax
+
+from flaxfit.data import DATASETS
+from flaxfit.models import MODELS
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults are `make train`'s: the deck's SingleLayerCNN, Adam 1e-3, batch 128, 3 epochs."""
+
+    model: str = "cnn1"
+    dataset: str = "mnist"
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = 0
+    steps_per_dispatch: int | None = None
+    eval_batch_size: int = 250
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model not in MODELS:
+            problems.append(f"model {self.model!r} is unknown; choose one of: {', '.join(MODELS)}")
+        if self.dataset not in DATASETS:
+            problems.append(
+                f"dataset {self.dataset!r} is unknown; choose one of: {', '.join(DATASETS)}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(
+                f"optimizer {self.optimizer!r} is unknown; choose one of: {', '.join(OPTIMIZERS)}"
+            )
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if self.steps_per_dispatch is not None and self.steps_per_dispatch <= 0:
+            problems.append(f"steps_per_dispatch must be positive, got {self.steps_per_dispatch}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def make_optimizer(self) -> optax.GradientTransformation:
+        if self.optimizer == "sgd":
+            return optax.sgd(self.lr, momentum=0.9)
+        return optax.adam(self.lr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,360 @@
+"""fit(): the deck's epoch loop, with the data on the device and many steps per dispatch.
+
+The deck's loop runs one jitted `train_step` per Python iteration on host
+batches and reads the loss back every step. Here the dataset is copied to the
+device once, each epoch's shuffled order is computed there, and `lax.scan`
+runs `steps_per_dispatch` train steps per call with the state donated. The
+host syncs once per chunk (for the progress bar) and reads the metrics once
+per epoch. `train_step` is still the user's unit of work: any function
+`(state, inputs, labels) -> (state, loss)` can be passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.training.train_state import TrainState
+
+from flaxfit.callbacks import ProgressBar, call_hooks
+from flaxfit.compile_watch import watch_compiles
+from flaxfit.history import History
+from flaxfit.models import NUM_CLASSES
+from flaxfit.train import EvalMetrics, eval_step, to_model_inputs, train_step
+
+TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
+EvalStep = Callable[..., EvalMetrics]
+#: A split from `load_mnist` (anything with `.images` and `.labels`) or an (images, labels) pair.
+Data = Any
+
+#: Steps per dispatch when `steps_per_dispatch=None`: long enough to hide the
+#: dispatch and the per-chunk sync, short enough for a live progress bar.
+DEFAULT_STEPS_PER_DISPATCH = 64
+DEFAULT_EVAL_BATCH_SIZE = 250
+
+
+def as_arrays(data: Data, what: str = "data") -> tuple[Any, Any]:
+    """(images, labels) arrays from a split or a pair, with their lengths checked."""
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        images, labels = data.images, data.labels
+    else:
+        try:
+            images, labels = data
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{what} must be a split with .images/.labels or an (images, labels) pair, "
+                f"got {type(data).__name__}"
+            ) from None
+    # Arrays already on the device stay there.
+    images, labels = (x if isinstance(x, jax.Array) else np.asarray(x) for x in (images, labels))
+    if len(images) != len(labels):
+        raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels")
+    if len(images) == 0:
+        raise ValueError(f"{what} is empty")
+    return images, labels
+
+
+@partial(jax.jit, static_argnums=2)
+def epoch_order(seed: int | jax.Array, epoch: int | jax.Array, num_examples: int) -> jax.Array:
+    """The shuffled example order of `epoch`: a pure function of (seed, epoch).
+
+    Resuming at any epoch therefore sees the same order as an unbroken run.
+    """
+    key = jax.random.fold_in(jax.random.key(seed), epoch)
+    return jax.random.permutation(key, num_examples)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Full batches per epoch; the last partial batch is left out (it changes every epoch)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if batch_size > num_examples:
+        raise ValueError(f"batch_size {batch_size} is larger than the {num_examples} examples")
+    return num_examples // batch_size
+
+
+def chunk_sizes(total_steps: int, steps_per_dispatch: int | None) -> list[int]:
+    """How an epoch's steps are cut into dispatches (at most two distinct sizes)."""
+    per = DEFAULT_STEPS_PER_DISPATCH if steps_per_dispatch is None else steps_per_dispatch
+    if per <= 0:
+        raise ValueError(f"steps_per_dispatch must be positive, got {per}")
+    per = min(per, total_steps)
+    sizes = [per] * (total_steps // per)
+    if total_steps % per:
+        sizes.append(total_steps % per)
+    return sizes
+
+
+@partial(
+    jax.jit,
+    static_argnames=("num_steps", "batch_size", "train_step", "num_classes"),
+    donate_argnames=("state",),
+)
+def run_steps(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    order: jax.Array,
+    first_step: int | jax.Array,
+    *,
+    num_steps: int,
+    batch_size: int,
+    train_step: TrainStep = train_step,
+    num_classes: int = NUM_CLASSES,
+) -> tuple[TrainState, jax.Array, jax.Array]:
+    """Run steps `first_step .. first_step + num_steps - 1` of an epoch in one compiled scan.
+
+    Step s trains on the examples `order[s * batch_size : (s + 1) * batch_size]`.
+
+    Returns the new state, the `num_steps` losses and the counts of correct
+    predictions (made with the params before each step, as the loss is).
+    """
+    indices = jax.lax.dynamic_slice_in_dim(order, first_step * batch_size, num_steps * batch_size)
+
+    def one_step(state: TrainState, batch: jax.Array):
+        inputs, onehot = to_model_inputs(images[batch], labels[batch], num_classes)
+        # The same forward pass runs inside the loss; XLA computes it once.
+        logits = state.apply_fn({"params": state.params}, inputs, get_logits=True)
+        correct = jnp.sum(jnp.argmax(logits, -1) == jnp.argmax(onehot, -1), dtype=jnp.int32)
+        state, loss = train_step(state, inputs, onehot)
+        return state, (loss, correct)
+
+    state, (losses, correct) = jax.lax.scan(one_step, state, indices.reshape(num_steps, batch_size))
+    return state, losses, correct
+
+
+def train_epoch(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    train_step: TrainStep = train_step,
+    steps_per_dispatch: int | None = None,
+    num_classes: int = NUM_CLASSES,
+    on_steps: Callable[[int, int], None] | None = None,
+) -> tuple[TrainState, dict[str, float]]:
+    """One pass over the data in the order `epoch_order(seed, epoch, N)`.
+
+    Args:
+        images: (N, ...) pixels, ideally already on the device (uint8 or float).
+        labels: (N,) integer classes or (N, num_classes) one-hot.
+        on_steps: called as `on_steps(steps_done, steps_total)` after each chunk.
+
+    Returns:
+        The new state and {"loss", "accuracy"} averaged over the epoch's examples.
+    """
+    total = steps_per_epoch(len(images), batch_size)
+    order = epoch_order(seed, epoch, len(images))
+    losses, corrects = [], []
+    done = 0
+    for size in chunk_sizes(total, steps_per_dispatch):
+        state, chunk_losses, chunk_correct = run_steps(
+            state, images, labels, order, done,
+            num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
+        )  # fmt: skip
+        if on_steps is not None and losses:
+            # Wait for the previous chunk only: one chunk stays queued, so the
+            # device never idles while the host reports progress.
+            losses[-1].block_until_ready()
+            on_steps(done, total)
+        losses.append(chunk_losses)
+        corrects.append(chunk_correct)
+        done += size
+    # The one host sync of the epoch.
+    losses, corrects = jax.device_get((losses, corrects))
+    loss_sum = sum(float(np.sum(x, dtype=np.float64)) for x in losses)
+    correct = sum(int(np.sum(x)) for x in corrects)
+    if on_steps is not None:
+        on_steps(total, total)
+    seen = total * batch_size
+    return state, {"loss": loss_sum / total, "accuracy": correct / seen}
+
+
+@partial(jax.jit, static_argnames=("eval_step", "batch_size", "num_classes"))
+def _evaluate_all(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    eval_step: EvalStep,
+    batch_size: int,
+    num_classes: int,
+) -> EvalMetrics:
+    # Pad to whole batches and mask the padding, so every example counts once.
+    n = images.shape[0]
+    batches = math.ceil(n / batch_size)
+    pad = batches * batch_size - n
+    images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
+    labels = jnp.pad(labels, [(0, pad)] + [(0, 0)] * (labels.ndim - 1))
+    mask = jnp.arange(batches * batch_size) < n
+
+    def one_batch(totals: EvalMetrics, batch: tuple[jax.Array, jax.Array, jax.Array]):
+        batch_images, batch_labels, batch_mask = batch
+        inputs, onehot = to_model_inputs(batch_images, batch_labels, num_classes)
+        metrics = eval_step(state, inputs, onehot, batch_mask)
+        return jax.tree.map(jnp.add, totals, metrics), None
+
+    def batched(x: jax.Array) -> jax.Array:
+        return x.reshape(batches, batch_size, *x.shape[1:])
+
+    zeros = {"loss_sum": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.int32(0)}
+    totals, _ = jax.lax.scan(
+        one_batch, zeros, (batched(images), batched(labels), mask.reshape(batches, batch_size))
+    )
+    return totals
+
+
+def evaluate(
+    state: TrainState,
+    data: Data,
+    *,
+    batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
+    eval_step: EvalStep = eval_step,
+    num_classes: int = NUM_CLASSES,
+) -> dict[str, float]:
+    """Loss and accuracy over every example of `data`, each counted exactly once.
+
+    Returns:
+        {"loss": mean loss, "accuracy": correct / count, "correct": int, "count": int}.
+    """
+    images, labels = as_arrays(data, "evaluation data")
+    batch_size = min(batch_size, len(images))
+    totals = jax.device_get(
+        _evaluate_all(
+            state,
+            images,
+            labels,
+            eval_step=eval_step,
+            batch_size=batch_size,
+            num_classes=num_classes,
+        )  # fmt: skip
+    )
+    count = int(totals["count"])
+    return {
+        "loss": float(totals["loss_sum"]) / count,
+        "accuracy": int(totals["correct"]) / count,
+        "correct": int(totals["correct"]),
+        "count": count,
+    }
+
+
+def fit(
+    state: TrainState,
+    train: Data,
+    test: Data | None = None,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    train_step: TrainStep = train_step,
+    eval_step: EvalStep = eval_step,
+    eval_batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
+    steps_per_dispatch: int | None = None,
+    num_classes: int = NUM_CLASSES,
+    callbacks: Sequence[object] = (),
+    verbose: bool = True,
+    start_epoch: int = 1,
+    history: History | None = None,
+) -> tuple[TrainState, History]:
+    """Train `state` for `epochs` epochs; evaluate on `test` after each one.
+
+    Args:
+        state: from `create_train_state`. It is donated: use the returned one.
+        train, test: splits from `load_mnist` or (images, labels) pairs;
+            images uint8 (N, 28, 28) or float in [0, 1], labels (N,) integers.
+        epochs: the last epoch to run (epochs count from 1).
+        batch_size: examples per train step; the epoch's last partial batch is skipped.
+        seed: fixes the shuffled order of every epoch (`epoch_order`).
+        train_step: `(state, inputs, labels) -> (state, loss)`, e.g. the deck's own.
+        eval_step: `(state, inputs, labels, mask) -> {"loss_sum", "correct", "count"}`.
+        steps_per_dispatch: train steps per compiled call (None: 64).
+        callbacks: objects with `on_fit_begin` / `on_steps` / `on_epoch_end` /
+            `on_fit_end` hooks (see `flaxfit.callbacks`); `on_epoch_end`
+            returning True stops after that epoch.
+        verbose: add a `ProgressBar` (bar on a terminal, one line per epoch).
+        start_epoch, history: continue an earlier run from `start_epoch`.
+
+    Returns:
+        The trained state and the `History` (per-epoch metrics, compile time apart).
+    """
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    train_images, train_labels = (jax.device_put(x) for x in as_arrays(train, "train"))
+    steps_total = steps_per_epoch(len(train_images), batch_size)
+    test_arrays = (
+        None if test is None else tuple(jax.device_put(x) for x in as_arrays(test, "test"))
+    )
+    callbacks = ([ProgressBar()] if verbose else []) + list(callbacks)
+    history = History() if history is None else history
+    epoch_kwargs = dict(
+        batch_size=batch_size, seed=seed, train_step=train_step,
+        steps_per_dispatch=steps_per_dispatch, num_classes=num_classes,
+    )  # fmt: skip
+    eval_kwargs = dict(batch_size=eval_batch_size, eval_step=eval_step, num_classes=num_classes)
+
+    # Compile every program up front, so epoch times are steady-state times.
+    with watch_compiles() as compiled:
+        _precompile(
+            state, train_images, train_labels, test_arrays, steps_total, epoch_kwargs, eval_kwargs
+        )
+    history.compile_seconds += compiled.seconds
+
+    call_hooks(callbacks, "on_fit_begin", state, epochs)
+    for epoch in range(start_epoch, epochs + 1):
+        started = time.perf_counter()
+
+        def report(done: int, total: int, epoch: int = epoch) -> None:
+            call_hooks(callbacks, "on_steps", epoch, done, total)
+
+        state, train_metrics = train_epoch(
+            state, train_images, train_labels, epoch=epoch, on_steps=report, **epoch_kwargs
+        )
+        test_metrics = (
+            {"loss": math.nan, "accuracy": math.nan}
+            if test_arrays is None
+            else evaluate(state, test_arrays, **eval_kwargs)
+        )
+        seconds = time.perf_counter() - started
+        row = {
+            "epoch": epoch,
+            "train_loss": train_metrics["loss"],
+            "train_accuracy": train_metrics["accuracy"],
+            "test_loss": test_metrics["loss"],
+            "test_accuracy": test_metrics["accuracy"],
+            "seconds": seconds,
+            "images_per_second": steps_total * batch_size / seconds,
+        }
+        history.append(row)
+        if call_hooks(callbacks, "on_epoch_end", epoch, state, history.last):
+            break
+    call_hooks(callbacks, "on_fit_end", state, history)
+    return state, history
+
+
+def _precompile(state, images, labels, test_arrays, steps_total, epoch_kwargs, eval_kwargs) -> None:
+    """Compile the chunk programs an epoch uses, and evaluation, without running them."""
+    batch_size = epoch_kwargs["batch_size"]
+    order = epoch_order(0, 0, len(images))
+    for size in set(chunk_sizes(steps_total, epoch_kwargs["steps_per_dispatch"])):
+        run_steps.lower(
+            state, images, labels, order, 0,
+            num_steps=size, batch_size=batch_size,
+            train_step=epoch_kwargs["train_step"], num_classes=epoch_kwargs["num_classes"],
+        ).compile()  # fmt: skip
+    if test_arrays is not None:
+        test_images, test_labels = test_arrays
+        _evaluate_all.lower(
+            state, test_images, test_labels,
+            eval_step=eval_kwargs["eval_step"],
+            batch_size=min(eval_kwargs["batch_size"], len(test_images)),
+            num_classes=eval_kwargs["num_classes"],
+        ).compile()  # fmt: skip

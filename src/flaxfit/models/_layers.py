@@ -1,0 +1,82 @@
+"""Layers that compute exactly what nn.Conv / nn.max_pool compute, faster on XLA:CPU.
+
+XLA:CPU runs convolution and reduce-window gradients inside `lax.scan` far
+slower than at top level (jax issue 12868). Written as shifted slices + matmul
+and reshape + max, the same functions stay fast inside a scan, which lets
+`fit()` run many steps per dispatch. On GPU/TPU the native ops are used.
+Parameters are named and initialised as in `nn.Conv`, so a params dict moves
+freely between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Impl = Literal["auto", "native", "matmul"]
+
+
+def resolve_impl(impl: Impl) -> Literal["native", "matmul"]:
+    """ "auto" picks the matmul forms on CPU and the native ops elsewhere."""
+    if impl == "auto":
+        return "matmul" if jax.default_backend() == "cpu" else "native"
+    if impl not in ("native", "matmul"):
+        raise ValueError(f"impl must be 'auto', 'native' or 'matmul', got {impl!r}")
+    return impl
+
+
+def _conv_same_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """SAME-padded, stride-1 conv as a sum over kernel taps of (B,H,W,C) @ (C,O)."""
+    kh, kw, cin, cout = kernel.shape
+    _, h, w, _ = x.shape
+    # nn.Conv's SAME padding puts the extra row/column (even kernels) at the end.
+    pad_h, pad_w = kh - 1, kw - 1
+    xp = jnp.pad(
+        x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+    )
+    # One (B*H*W, kh*kw*C) @ (kh*kw*C, O) matmul: a single large GEMM is what
+    # the CPU runs fastest; the patch tensor costs kh*kw times the input memory.
+    patches = jnp.concatenate(
+        [xp[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1
+    )
+    return patches @ kernel.reshape(kh * kw * cin, cout)
+
+
+class Conv(nn.Module):
+    """2-D convolution, SAME padding, stride 1; params `kernel` (kh, kw, C, O) and `bias` (O,).
+
+    Same parameters and outputs as `nn.Conv(features, kernel_size)`.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    impl: Impl = "auto"
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+        bias = self.param("bias", self.bias_init, (self.features,))
+        kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
+        if resolve_impl(self.impl) == "native":
+            y = jax.lax.conv_general_dilated(
+                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+        else:
+            y = _conv_same_matmul(x, kernel)
+        return y + bias
+
+
+def relu_max_pool_2x2(x: jax.Array, impl: Impl = "auto") -> jax.Array:
+    """`nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))` for (B, H, W, C), H and W even."""
+    if resolve_impl(impl) == "native":
+        return nn.max_pool(nn.relu(x), window_shape=(2, 2), strides=(2, 2))
+    # relu and max commute, so pooling first runs relu on a quarter of the values.
+    b, h, w, c = x.shape
+    return nn.relu(x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4)))

@@ -1,0 +1,93 @@
+"""The deck's models for 28x28 grayscale digits, in flax.linen.
+
+Every model takes (N, 784), (N, 28, 28) or (N, 28, 28, 1) pixels in [0, 1] and
+`__call__(x, get_logits=False)`: softmax probabilities by default, logits when
+`get_logits=True` (what the loss needs), exactly as on slide 13.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+from flax import linen as nn
+
+from flaxfit.data import NUM_CLASSES
+from flaxfit.models._layers import Conv, Impl, relu_max_pool_2x2
+
+IMAGE_SIDE = 28
+
+
+def _as_images(x: jax.Array) -> jax.Array:
+    """(N, 784) | (N, 28, 28) | (N, 28, 28, 1) -> (N, 28, 28, 1)."""
+    return x.reshape([-1, IMAGE_SIDE, IMAGE_SIDE, 1])
+
+
+def _finish(logits: jax.Array, get_logits: bool) -> jax.Array:
+    return logits if get_logits else nn.softmax(logits)
+
+
+class SoftmaxRegression(nn.Module):
+    """Multinomial logistic regression: one Dense layer from 784 pixels to 10 classes."""
+
+    num_classes: int = NUM_CLASSES
+
+    @nn.compact
+    def __call__(self, x: jax.Array, get_logits: bool = False) -> jax.Array:
+        x = x.reshape([x.shape[0], -1])
+        return _finish(nn.Dense(features=self.num_classes)(x), get_logits)
+
+
+class SingleLayerCNN(nn.Module):
+    """Slide 13: Conv 16 5x5 -> relu -> max_pool 2x2 -> Dense 1024 -> relu -> Dense 10.
+
+    `impl` selects how the conv and pool are computed ("auto": matmul forms on
+    CPU, native ops on GPU/TPU); the function and the params are the same.
+    """
+
+    num_classes: int = NUM_CLASSES
+    impl: Impl = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, get_logits: bool = False) -> jax.Array:
+        x = _as_images(x)
+        x = Conv(features=16, kernel_size=(5, 5), impl=self.impl, name="Conv_0")(x)
+        x = relu_max_pool_2x2(x, self.impl)  # nn.relu, then nn.max_pool 2x2 stride 2
+        x = x.reshape([x.shape[0], -1])  # Flatten
+        x = nn.Dense(features=1024)(x)
+        x = nn.relu(x)
+        x = nn.Dense(features=self.num_classes)(x)
+        return _finish(x, get_logits)
+
+
+class DoubleLayerCNN(nn.Module):
+    """Conv 32 5x5 -> pool -> Conv 64 5x5 -> pool -> Dense 1024 -> relu -> Dense 10."""
+
+    num_classes: int = NUM_CLASSES
+    impl: Impl = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, get_logits: bool = False) -> jax.Array:
+        x = _as_images(x)
+        x = Conv(features=32, kernel_size=(5, 5), impl=self.impl, name="Conv_0")(x)
+        x = relu_max_pool_2x2(x, self.impl)
+        x = Conv(features=64, kernel_size=(5, 5), impl=self.impl, name="Conv_1")(x)
+        x = relu_max_pool_2x2(x, self.impl)
+        x = x.reshape([x.shape[0], -1])
+        x = nn.relu(nn.Dense(features=1024)(x))
+        x = nn.Dense(features=self.num_classes)(x)
+        return _finish(x, get_logits)
+
+
+class MLP(nn.Module):
+    """Fully connected: 784 -> hidden (relu) ... -> 10."""
+
+    hidden: Sequence[int] = (512, 512)
+    num_classes: int = NUM_CLASSES
+
+    @nn.compact
+    def __call__(self, x: jax.Array, get_logits: bool = False) -> jax.Array:
+        x = x.reshape([x.shape[0], -1])
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(features=width)(x))
+        return _finish(nn.Dense(features=self.num_classes)(x), get_logits)

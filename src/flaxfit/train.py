@@ -1,0 +1,115 @@
+"""The train step, as on slide 14: a loss function and one gradient update.
+
+Everything here is a pure function of a `TrainState` and one batch, so a user
+can read it, copy it, change it and hand their own version to `fit()`.
+
+Batches arrive as the deck's loss expects them: `inputs` float32 pixels in
+[0, 1] of shape (B, 28, 28) (any shape the model accepts), `labels` one-hot
+float32 of shape (B, num_classes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from flax.training.train_state import TrainState
+
+from flaxfit.models import NUM_CLASSES
+
+EvalMetrics = dict[str, jax.Array]
+
+
+def create_train_state(
+    model: nn.Module,
+    rng: jax.Array,
+    optimizer: optax.GradientTransformation = optax.adam(1e-3),  # noqa: B008 (immutable)
+    *,
+    input_shape: tuple[int, ...] = (1, 28, 28),
+) -> TrainState:
+    """Initialise `model`'s params from `rng` and wrap them with an optimizer.
+
+    Args:
+        model: a flax.linen module called as `model.apply({'params': p}, x)`.
+        rng: a PRNG key, e.g. `jax.random.key(0)`.
+        optimizer: any optax transformation.
+        input_shape: shape of a dummy batch used to infer parameter shapes.
+
+    Returns:
+        A `flax.training.train_state.TrainState` at step 0. Its `params` is a
+        plain nested dict you can read, rewrite and reuse.
+    """
+    params = model.init(rng, jnp.zeros(input_shape, jnp.float32))["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer)
+
+
+@jax.jit
+def loss_fn(params: Any, state: TrainState, inputs: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of the model with `params` on one batch (slide 14).
+
+    Args:
+        params: the params dict to evaluate (differentiated by `train_step`).
+        state: supplies `apply_fn`.
+        inputs: (B, ...) float32 pixels in [0, 1].
+        labels: (B, num_classes) one-hot float32.
+    """
+    logits = state.apply_fn({"params": params}, inputs, get_logits=True)
+    return optax.softmax_cross_entropy(logits, labels).mean()
+
+
+@jax.jit
+def train_step(
+    state: TrainState, inputs: jax.Array, labels: jax.Array
+) -> tuple[TrainState, jax.Array]:
+    """One gradient update (slide 14): returns the new state and the batch loss."""
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, state, inputs, labels)
+    new_state = state.apply_gradients(grads=grads)
+    return new_state, loss
+
+
+@jax.jit
+def eval_step(
+    state: TrainState, inputs: jax.Array, labels: jax.Array, mask: jax.Array | None = None
+) -> EvalMetrics:
+    """Summed loss and correct predictions on one batch, counting only `mask`ed rows.
+
+    Sums (not means) so that batches of any size, and padded rows, combine
+    exactly: accuracy = correct / count over the whole set.
+
+    Args:
+        inputs: (B, ...) float32 pixels in [0, 1].
+        labels: (B, num_classes) one-hot float32.
+        mask: (B,) bool, True for real examples; None counts every row.
+
+    Returns:
+        {"loss_sum": (), "correct": (), "count": ()} as float32 / int32 scalars.
+    """
+    if mask is None:
+        mask = jnp.ones(inputs.shape[0], bool)
+    logits = state.apply_fn({"params": state.params}, inputs, get_logits=True)
+    losses = optax.softmax_cross_entropy(logits, labels)
+    hits = jnp.argmax(logits, -1) == jnp.argmax(labels, -1)
+    return {
+        "loss_sum": jnp.sum(jnp.where(mask, losses, 0.0)),
+        "correct": jnp.sum(hits & mask, dtype=jnp.int32),
+        "count": jnp.sum(mask, dtype=jnp.int32),
+    }
+
+
+def to_model_inputs(
+    images: jax.Array, labels: jax.Array, num_classes: int = NUM_CLASSES
+) -> tuple[jax.Array, jax.Array]:
+    """Stored batch -> what `train_step` takes: uint8 pixels to float32/255, labels to one-hot.
+
+    Float images are taken as already scaled; (B, num_classes) labels as already one-hot.
+    """
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        inputs = images.astype(jnp.float32) / 255.0
+    else:
+        inputs = images.astype(jnp.float32)
+    if labels.ndim == 1:
+        labels = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+    return inputs, labels.astype(jnp.float32)

@@ -1,0 +1,131 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+
+from flaxfit.models import (
+    MLP,
+    MODELS,
+    DoubleLayerCNN,
+    SingleLayerCNN,
+    SoftmaxRegression,
+    create_model,
+)
+
+
+class DeckSingleLayerCNN(nn.Module):
+    """Slide 13 exactly, with flax's own Conv and max_pool: the reference."""
+
+    @nn.compact
+    def __call__(self, x, get_logits=False):
+        x = x.reshape([-1, 28, 28, 1])
+        x = nn.Conv(features=16, kernel_size=(5, 5))(x)
+        x = nn.relu(x)
+        x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+        x = x.reshape([x.shape[0], -1])  # Flatten
+        x = nn.Dense(features=1024)(x)
+        x = nn.relu(x)
+        x = nn.Dense(features=10)(x)
+        if get_logits:
+            return x
+        x = nn.softmax(x)
+        return x
+
+
+def init_params(model, seed=0):
+    return model.init(jax.random.key(seed), jnp.zeros((1, 28, 28)))["params"]
+
+
+def count(params):
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("softmax", 7_850), ("cnn1", 3_222_954), ("cnn2", 3_274_634), ("mlp", 669_706)],
+)
+def test_exact_parameter_counts(name, expected):
+    assert count(init_params(create_model(name))) == expected
+
+
+def test_single_layer_cnn_has_the_decks_param_tree():
+    params = init_params(SingleLayerCNN())
+    shapes = jax.tree.map(lambda x: x.shape, params)
+    assert shapes == {
+        "Conv_0": {"kernel": (5, 5, 1, 16), "bias": (16,)},
+        "Dense_0": {"kernel": (3136, 1024), "bias": (1024,)},
+        "Dense_1": {"kernel": (1024, 10), "bias": (10,)},
+    }
+    # Same tree and the same initial values as the deck's nn.Conv model.
+    deck = init_params(DeckSingleLayerCNN())
+    jax.tree.map(np.testing.assert_array_equal, params, deck)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_input_layout_gives_the_same_probabilities(name):
+    model = create_model(name)
+    params = init_params(model)
+    x = jax.random.uniform(jax.random.key(1), (3, 28, 28))
+    outputs = [
+        model.apply({"params": params}, layout)
+        for layout in (x, x.reshape(3, 784), x.reshape(3, 28, 28, 1))
+    ]
+    assert outputs[0].shape == (3, 10)
+    np.testing.assert_allclose(outputs[0].sum(-1), 1.0, rtol=1e-5)
+    for other in outputs[1:]:
+        np.testing.assert_allclose(other, outputs[0], rtol=1e-5, atol=1e-6)
+    logits = model.apply({"params": params}, x, get_logits=True)
+    np.testing.assert_allclose(jax.nn.softmax(logits), outputs[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits, outputs[0])
+
+
+def _loss_and_grads(model, params, x, y):
+    def loss(p):
+        logits = model.apply({"params": p}, x, get_logits=True)
+        return optax.softmax_cross_entropy(logits, y).mean()
+
+    return jax.value_and_grad(loss)(params)
+
+
+@pytest.mark.parametrize(
+    "fast, reference",
+    [
+        (SingleLayerCNN(impl="matmul"), DeckSingleLayerCNN()),
+        (SingleLayerCNN(impl="matmul"), SingleLayerCNN(impl="native")),
+        (DoubleLayerCNN(impl="matmul"), DoubleLayerCNN(impl="native")),
+    ],
+    ids=["cnn1-vs-deck", "cnn1-matmul-vs-native", "cnn2-matmul-vs-native"],
+)
+def test_fast_internals_compute_the_reference_function_and_gradients(fast, reference):
+    params = init_params(reference, seed=3)
+    x = jax.random.uniform(jax.random.key(4), (8, 28, 28))
+    y = jax.nn.one_hot(jnp.arange(8) % 10, 10)
+    np.testing.assert_allclose(
+        fast.apply({"params": params}, x, get_logits=True),
+        reference.apply({"params": params}, x, get_logits=True),
+        rtol=1e-4, atol=1e-5,
+    )  # fmt: skip
+    loss_fast, grads_fast = _loss_and_grads(fast, params, x, y)
+    loss_ref, grads_ref = _loss_and_grads(reference, params, x, y)
+    np.testing.assert_allclose(loss_fast, loss_ref, rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads_fast, grads_ref
+    )
+
+
+def test_registry_names_and_unknown_model():
+    assert {
+        "softmax": SoftmaxRegression,
+        "cnn1": SingleLayerCNN,
+        "cnn2": DoubleLayerCNN,
+        "mlp": MLP,
+    } == MODELS
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*softmax, cnn1, cnn2, mlp"):
+        create_model("resnet")
+
+
+def test_bad_impl_is_rejected():
+    with pytest.raises(ValueError, match="impl must be"):
+        init_params(SingleLayerCNN(impl="fast"))
