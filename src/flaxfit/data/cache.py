@@ -7,13 +7,13 @@ the source, the sha256 of the source files, and the sha256 of the arrays (to cat
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from ..files import atomic_writer
 from .dataset import DataError, Dataset, arrays_sha256
 from .idx import splits_from_arrays
 
@@ -66,19 +66,8 @@ def save_cache(path: str | os.PathLike, dataset: Dataset) -> Path:
         "test_labels": dataset.test.labels,
         "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the rename must not land before the data does
-        os.chmod(
-            tmp, 0o644
-        )  # mkstemp makes it private; the data is public, the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        _write_npz(f, arrays)
     return path
 
 

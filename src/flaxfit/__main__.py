@@ -1,0 +1,7 @@
+"""`python -m flaxfit ...` is the `flaxfit` command."""
+
+import sys
+
+from flaxfit.cli import main
+
+sys.exit(main())

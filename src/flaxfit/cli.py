@@ -1,0 +1,174 @@
+"""The `flaxfit` command: parse flags, call the library, print results.
+
+    flaxfit train --model cnn1 --epochs 3 --batch-size 128 --lr 1e-3 --seed 0 --out runs/NAME
+    flaxfit evaluate --run runs/NAME
+    flaxfit predict --run runs/NAME digit.png [more.png ...]
+
+Any bad flag or input ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block) and exits with 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flaxfit import __version__
+    from flaxfit.config import OPTIMIZERS, TrainConfig
+    from flaxfit.data import DATASETS
+    from flaxfit.models import MODELS
+
+    defaults = TrainConfig()
+    parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
+    parser.add_argument("--version", action="version", version=f"flaxfit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model into a run directory")
+    train.add_argument("--model", choices=sorted(MODELS), default=defaults.model)
+    train.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    train.add_argument("--data-dir", type=_existing_dir, help="a directory of the 4 IDX files")
+    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
+    train.add_argument("--lr", type=_positive_float, default=defaults.lr, help="learning rate")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument(
+        "--steps-per-dispatch", type=_positive_int, help="train steps per compiled call (64)"
+    )
+    train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL)")
+    train.add_argument("--fresh", action="store_true", help="replace a run already in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    evaluate = commands.add_parser("evaluate", help="test accuracy of a run, overall and per class")
+    evaluate.add_argument("--run", type=_existing_dir, required=True)
+    evaluate.add_argument("--data-dir", type=_existing_dir, help="override the run's data")
+
+    predict = commands.add_parser("predict", help="read digits from pictures with a run's model")
+    predict.add_argument("--run", type=_existing_dir, required=True)
+    predict.add_argument("images", nargs="+", type=Path, help="PNG files, any size, RGB or gray")
+    predict.add_argument(
+        "--no-center", action="store_true", help="resize only; skip MNIST-style crop and centring"
+    )
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from flaxfit.config import TrainConfig
+    from flaxfit.run import train_run
+
+    config = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        steps_per_dispatch=args.steps_per_dispatch,
+        data_dir=str(args.data_dir) if args.data_dir else None,
+    )
+    out = args.out or Path("runs") / args.model
+    run = train_run(config, out, fresh=args.fresh, verbose=not args.quiet)
+    last = run.history.last
+    print(
+        f"compile {run.history.compile_seconds:.1f} s; steady "
+        f"{run.history['seconds'][-1]:.1f} s/epoch, {last['images_per_second']:,.0f} images/s"
+    )
+    print(f"saved {out}/ (config.json, history.json, metrics.csv, params.msgpack)")
+    accuracy = 100 * last["test_accuracy"]
+    print(f"test accuracy: {accuracy:.2f}% ({config.model}, {last['epoch']} epochs)")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from flaxfit.data import load_dataset
+    from flaxfit.predict import predict_probabilities
+    from flaxfit.run import load_run
+
+    run = load_run(args.run)
+    data_dir = args.data_dir or run.config.data_dir
+    test = load_dataset(run.config.dataset, data_dir).test
+    probs = predict_probabilities(run.model, run.params, test.images)
+    predicted = probs.argmax(-1)
+    correct = predicted == test.labels
+    print(f"test accuracy: {100 * correct.mean():.2f}% ({int(correct.sum())}/{len(correct)})")
+    for digit in range(probs.shape[1]):
+        mine = test.labels == digit
+        if mine.any():
+            accuracy = 100 * correct[mine].mean()
+            print(
+                f"  class {digit}: {accuracy:6.2f}% ({int(correct[mine].sum())}/{int(mine.sum())})"
+            )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from flaxfit.images import load_digit
+    from flaxfit.predict import predict_probabilities
+    from flaxfit.run import load_run
+
+    digits = np.stack([load_digit(path, center=not args.no_center) for path in args.images])
+    run = load_run(args.run)
+    probs = predict_probabilities(run.model, run.params, digits)
+    for path, p in zip(args.images, probs, strict=True):
+        listed = " ".join(f"{d}:{x:.3f}" for d, x in enumerate(p))
+        print(f"{path}: {int(p.argmax())}  ({listed})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `flaxfit` console script and `python -m flaxfit`."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or a bad flag already reported
+        return int(exit.code or 0)
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    try:
+        command(args)
+    except ValueError as error:  # DataError, RunError and bad arguments are ValueErrors
+        print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"flaxfit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,99 @@
+"""Turn any digit picture into an MNIST-style 28x28 uint8 image (white digit on black).
+
+MNIST digits were size-normalised to fit a 20x20 box, then placed in 28x28 so
+that their centre of mass sits at the centre. A photo or a drawing only looks
+like the training data after the same steps, which is what `prepare_digit` does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+SIDE = 28
+BOX = 20
+#: Larger pictures are refused before decoding (a PNG bomb is tiny on disk).
+MAX_PIXELS = 4096 * 4096
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG (or any format Pillow knows) as grayscale uint8 (H, W).
+
+    Transparent pixels count as white paper. Raises ValueError naming the file
+    when it cannot be read as an image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ValueError(
+                    f"{path}: {image.width}x{image.height} pixels is larger than the "
+                    f"{MAX_PIXELS:,} allowed"
+                )
+            rgba = image.convert("RGBA")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from None
+    paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(paper, rgba).convert("L"))
+
+
+def is_dark_on_light(gray: np.ndarray) -> bool:
+    """True when the border (the paper) is brighter than mid-grey."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(np.median(border)) > 127
+
+
+def prepare_digit(gray: np.ndarray, *, center: bool = True) -> np.ndarray:
+    """Grayscale (H, W) picture -> uint8 (28, 28), white on black, MNIST-style.
+
+    Args:
+        gray: uint8 (H, W), either polarity; dark-on-light is inverted.
+        center: crop to the ink, fit it in 20x20 and centre its mass (MNIST's
+            own recipe). False just resizes the whole picture to 28x28.
+    """
+    gray = np.asarray(gray, dtype=np.uint8)
+    if gray.ndim != 2 or min(gray.shape) == 0:
+        raise ValueError(f"expected a non-empty (H, W) grayscale array, got shape {gray.shape}")
+    ink = 255 - gray if is_dark_on_light(gray) else gray
+    if not center:
+        return _resize(ink, (SIDE, SIDE))
+    rows, cols = np.nonzero(ink > 0.1 * ink.max()) if ink.max() > 0 else ((), ())
+    if len(rows) == 0:
+        return np.zeros((SIDE, SIDE), np.uint8)  # a blank page stays blank
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = BOX / max(crop.shape)
+    height = max(1, round(crop.shape[0] * scale))
+    width = max(1, round(crop.shape[1] * scale))
+    digit = _resize(crop, (height, width))
+    canvas = np.zeros((SIDE, SIDE), np.float32)
+    top, left = (SIDE - height) // 2, (SIDE - width) // 2
+    canvas[top : top + height, left : left + width] = digit
+    return _center_mass(canvas).round().clip(0, 255).astype(np.uint8)
+
+
+def _resize(ink: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    image = Image.fromarray(ink.astype(np.uint8))
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.LANCZOS))
+
+
+def _center_mass(canvas: np.ndarray) -> np.ndarray:
+    """Shift by whole pixels so the centre of mass lands on the middle of the canvas."""
+    total = canvas.sum()
+    ys, xs = np.indices(canvas.shape)
+    dy = round((SIDE - 1) / 2 - (ys * canvas).sum() / total)
+    dx = round((SIDE - 1) / 2 - (xs * canvas).sum() / total)
+    # A 20x20 box in 28x28 leaves room to shift; pixels pushed past the edge are dropped.
+    shifted = np.zeros_like(canvas)
+    src = canvas[max(0, -dy) : SIDE - max(0, dy), max(0, -dx) : SIDE - max(0, dx)]
+    shifted[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return shifted
+
+
+def load_digit(path: str | os.PathLike, *, center: bool = True) -> np.ndarray:
+    """`prepare_digit(read_image(path))`: a picture file -> uint8 (28, 28)."""
+    return prepare_digit(read_image(path), center=center)

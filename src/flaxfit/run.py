@@ -1,0 +1,197 @@
+"""A run directory: config.json, history.json, metrics.csv and params.msgpack.
+
+`train_run` is what `flaxfit train` does, as a library call: check everything,
+load the data, then (and only then) create the directory and train, writing
+the history after every epoch and the params at the end. Every file is
+written atomically; params are msgpack (flax.serialization), never pickle.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import linen as nn
+from flax import serialization
+from flax.training.train_state import TrainState
+
+from flaxfit.config import TrainConfig
+from flaxfit.data import Dataset, load_dataset
+from flaxfit.files import write_atomic
+from flaxfit.history import COLUMNS, History
+from flaxfit.loop import fit, steps_per_epoch
+from flaxfit.models import create_model
+from flaxfit.train import create_train_state
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.csv"
+PARAMS_FILE = "params.msgpack"
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE)
+
+
+class RunError(ValueError):
+    """A run directory is missing, incomplete, or would be overwritten."""
+
+
+@dataclass
+class Run:
+    """A run as read back from its directory."""
+
+    directory: Path
+    config: TrainConfig
+    history: History
+    params: Any
+
+    @property
+    def model(self) -> nn.Module:
+        return create_model(self.config.model)
+
+
+def save_params(path: str | os.PathLike, params: Any) -> Path:
+    """Write a params dict as msgpack, atomically."""
+    return write_atomic(path, serialization.msgpack_serialize(jax.device_get(params)))
+
+
+def load_params(path: str | os.PathLike, template: Any) -> Any:
+    """Read msgpack params and check they have `template`'s paths, shapes and dtypes."""
+    path = Path(path)
+    try:
+        restored = serialization.msgpack_restore(path.read_bytes())
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file (did the run finish?)") from None
+    except Exception as error:  # msgpack raises several unrelated types
+        raise RunError(f"{path}: not a flaxfit params file ({error})") from None
+    expected = jax.tree_util.tree_flatten_with_path(template)[0]
+    found = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
+    if set(found) != {p for p, _ in expected}:
+        raise RunError(f"{path}: params do not match the model in {CONFIG_FILE}")
+    for key, like in expected:
+        value = found[key]
+        if (
+            not isinstance(value, np.ndarray)
+            or value.shape != like.shape
+            or value.dtype != like.dtype
+        ):
+            where = jax.tree_util.keystr(key)
+            raise RunError(f"{path}: {where} should be {like.dtype}{list(like.shape)}")
+    return restored
+
+
+def write_history(directory: str | os.PathLike, history: History) -> None:
+    """history.json (all of it) and metrics.csv (one row per epoch), atomically."""
+    directory = Path(directory)
+    write_atomic(directory / HISTORY_FILE, json.dumps(history.to_dict(), indent=2) + "\n")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history.rows)
+    write_atomic(directory / METRICS_FILE, table.getvalue())
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file; is {path.parent} a flaxfit run?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: not valid JSON ({error})") from None
+
+
+def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
+    """Read a run directory written by `train_run` (or `flaxfit train`)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run directory")
+    try:
+        config = TrainConfig.from_dict(_read_json(directory / CONFIG_FILE))
+    except (TypeError, ValueError) as error:
+        if isinstance(error, RunError):
+            raise
+        raise RunError(f"{directory / CONFIG_FILE}: {error}") from None
+    history_path = directory / HISTORY_FILE
+    history = History.from_dict(_read_json(history_path)) if history_path.exists() else History()
+    params = None
+    if with_params:
+        template = create_train_state(create_model(config.model), jax.random.key(0)).params
+        params = load_params(directory / PARAMS_FILE, template)
+    return Run(directory, config, history, params)
+
+
+class _WriteHistory:
+    """Callback: rewrite history.json and metrics.csv after every epoch."""
+
+    def __init__(self, directory: Path, history: History):
+        self.directory, self.history = directory, history
+
+    def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, float]) -> None:
+        write_history(self.directory, self.history)
+
+
+def prepare_run_dir(directory: str | os.PathLike, *, fresh: bool) -> Path:
+    """Check that `directory` may receive a new run; with `fresh`, clear an old run's files.
+
+    Refuses to touch a non-empty directory that is not a flaxfit run.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise RunError(f"{directory}: exists and is not a directory")
+    contents = list(directory.iterdir()) if directory.exists() else []
+    if not contents:
+        return directory
+    if not (directory / CONFIG_FILE).exists():
+        raise RunError(f"{directory}: not empty and not a flaxfit run; choose another --out")
+    if not fresh:
+        raise RunError(f"{directory}: already holds a run; pass --fresh to replace it")
+    return directory
+
+
+def train_run(
+    config: TrainConfig,
+    directory: str | os.PathLike,
+    *,
+    fresh: bool = False,
+    dataset: Dataset | None = None,
+    verbose: bool = True,
+) -> Run:
+    """Train `config` into `directory`; returns the finished run.
+
+    Nothing is written until the config, the directory and the data have all
+    been checked, so a bad flag or a corrupt data dir leaves no trace.
+    """
+    directory = prepare_run_dir(directory, fresh=fresh)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
+    steps_per_epoch(len(dataset.train), config.batch_size)  # raises if the batch is too large
+
+    if fresh and directory.exists():
+        for name in RUN_FILES:
+            (directory / name).unlink(missing_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(directory / CONFIG_FILE, config.to_json())
+
+    model = create_model(config.model)
+    state = create_train_state(model, jax.random.key(config.seed), config.make_optimizer())
+    history = History()
+    state, history = fit(
+        state,
+        dataset.train,
+        dataset.test,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        steps_per_dispatch=config.steps_per_dispatch,
+        eval_batch_size=config.eval_batch_size,
+        callbacks=[_WriteHistory(directory, history)],
+        history=history,
+        verbose=verbose,
+    )
+    save_params(directory / PARAMS_FILE, state.params)
+    return Run(directory, config, history, jax.device_get(state.params))

@@ -1,0 +1,222 @@
+"""The flaxfit command end to end on a tiny IDX data dir, and every bad-input case."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flaxfit.cli import main
+from flaxfit.data import write_idx
+from helpers import make_digits
+
+RUN_FILES = {"config.json", "history.json", "metrics.csv", "params.msgpack"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("digits")
+    for stem, (images, labels) in {
+        "train": make_digits(600, seed=0),
+        "t10k": make_digits(100, seed=1),
+    }.items():
+        write_idx(directory / f"{stem}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{stem}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--model", "softmax", "--epochs", "2", "--batch-size", "32",
+                 "--data-dir", str(data_dir), "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_train_writes_the_run_files(trained_run, data_dir):
+    assert {p.name for p in trained_run.iterdir()} == RUN_FILES
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "softmax" and config["epochs"] == 2 and config["batch_size"] == 32
+    assert config["data_dir"] == str(data_dir)
+    history = json.loads((trained_run / "history.json").read_text())
+    assert [row["epoch"] for row in history["epochs"]] == [1, 2]
+    assert history["epochs"][-1]["test_accuracy"] > 0.9
+    csv_lines = (trained_run / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,train_loss,train_accuracy,test_loss,test_accuracy")
+    assert len(csv_lines) == 3
+
+
+def test_train_prints_epochs_and_final_test_accuracy(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "softmax", "--epochs", "2", "--batch-size", "50",
+                 "--data-dir", str(data_dir), "--out", str(out)]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("epoch 1/2  train loss")
+    assert lines[1].startswith("epoch 2/2  train loss")
+    assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("(softmax, 2 epochs)")
+    history = json.loads((out / "history.json").read_text())
+    assert f"{100 * history['epochs'][-1]['test_accuracy']:.2f}%" in lines[-1]
+
+
+def test_evaluate_prints_overall_and_per_class_accuracy(trained_run, capsys):
+    assert main(["evaluate", "--run", str(trained_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    history = json.loads((trained_run / "history.json").read_text())
+    assert lines[0].startswith(
+        f"test accuracy: {100 * history['epochs'][-1]['test_accuracy']:.2f}%"
+    )
+    assert lines[0].endswith("/100)")
+    per_class = [line for line in lines[1:] if line.strip().startswith("class ")]
+    counts = sum(int(line.split("/")[-1].rstrip(")")) for line in per_class)
+    assert counts == 100  # every test example in exactly one class row
+
+
+def _save_png(path, array, mode="L"):
+    Image.fromarray(array).convert(mode).save(path)
+    return path
+
+
+def test_predict_reads_rgb_and_gray_pngs_of_any_size(trained_run, tmp_path, capsys):
+    images, labels = make_digits(3, seed=9)
+    light = _save_png(tmp_path / "light.png", 255 - images[0], "RGB")  # dark digit on white
+    big = Image.fromarray(images[1]).resize((140, 140), Image.Resampling.NEAREST)
+    big.save(tmp_path / "big.png")
+    gray = _save_png(tmp_path / "gray.png", images[2])
+    paths = [str(light), str(tmp_path / "big.png"), str(gray)]
+    assert main(["predict", "--run", str(trained_run), "--no-center", *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for line, path, label in zip(lines, paths, labels, strict=True):
+        name, rest = line.split(": ", 1)
+        assert name == path
+        digit = int(rest.split()[0])
+        probs = [float(item.split(":")[1]) for item in rest.split("(")[1].rstrip(")").split()]
+        assert len(probs) == 10 and abs(sum(probs) - 1) < 0.01
+        assert digit == int(np.argmax(probs)) == label
+
+
+def test_help_exits_zero(capsys):
+    assert main(["train", "--help"]) == 0
+    assert "--batch-size" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_cli(trained_run):
+    result = subprocess.run(
+        [sys.executable, "-m", "flaxfit", "evaluate", "--run", str(trained_run)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("test accuracy: ")
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+        (["--epochs", "-3"], "argument --epochs: must be a positive integer, got -3"),
+        (["--epochs", "two"], "argument --epochs: expected a positive integer, got 'two'"),
+        (["--lr", "0"], "argument --lr: must be positive"),
+        (["--batch-size", "5000"], "batch_size 5000 is larger than the 600 examples"),
+        (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    ],
+)
+def test_bad_train_flags_fail_in_one_line_and_write_nothing(
+    data_dir, tmp_path, capsys, extra, expected
+):
+    out = tmp_path / "never"
+    assert main(["train", "--data-dir", str(data_dir), "--out", str(out), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert expected in err
+    assert not out.exists()
+
+
+def test_missing_data_dir_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "nope: no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_data_dir_is_a_one_line_error_and_writes_nothing(data_dir, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in data_dir.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    labels = broken / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-10])  # a truncated gzip
+    out = tmp_path / "run"
+    assert main(["train", "--data-dir", str(broken), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("flaxfit train: error: ") and "train-labels-idx1-ubyte.gz" in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_an_existing_run_is_not_overwritten_without_fresh(trained_run, data_dir, capsys):
+    before = {p.name: p.read_bytes() for p in trained_run.iterdir()}
+    code = main(["train", "--model", "softmax", "--data-dir", str(data_dir),
+                 "--out", str(trained_run), "--quiet"])  # fmt: skip
+    assert code == 2
+    assert "already holds a run; pass --fresh" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in trained_run.iterdir()} == before
+
+
+def test_fresh_replaces_a_run(data_dir, tmp_path):
+    out = tmp_path / "run"
+    common = [
+        "--model",
+        "softmax",
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(["train", *common, "--batch-size", "100"]) == 0
+    assert main(["train", *common, "--batch-size", "60", "--fresh"]) == 0
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 60
+
+
+def test_a_non_run_directory_is_never_used(data_dir, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    code = main(
+        ["train", "--data-dir", str(data_dir), "--out", str(tmp_path), "--fresh", "--quiet"]
+    )
+    assert code == 2
+    assert "not empty and not a flaxfit run" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_run_dir_that_does_not_exist(command, tmp_path, capsys):
+    argv = [command, "--run", str(tmp_path / "missing")] + (
+        ["x.png"] if command == "predict" else []
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "missing: no such directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "config.json: no such file" in capsys.readouterr().err
+
+
+def test_an_unreadable_png(trained_run, tmp_path, capsys):
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert main(["predict", "--run", str(trained_run), str(fake)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("flaxfit predict: error: ") and "fake.png: not a readable image" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_missing_png(trained_run, tmp_path, capsys):
+    assert main(["predict", "--run", str(trained_run), str(tmp_path / "gone.png")]) == 2
+    assert "gone.png: no such file" in capsys.readouterr().err
