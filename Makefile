@@ -10,7 +10,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.venv/jax-cache
 .PHONY: train test lint venv dev clean
 
 train: $(VENV)/.runtime
-	$(BIN)/flaxfit train --model cnn1 --epochs 3 --batch-size 128 --lr 1e-3 --seed 0 --out runs/default --fresh
+	$(BIN)/flaxfit train --model cnn1 --epochs 3 --out runs/default --fresh
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks

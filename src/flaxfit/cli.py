@@ -54,7 +54,7 @@ def _existing_dir(text: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     from flaxfit import __version__
-    from flaxfit.config import OPTIMIZERS, TrainConfig
+    from flaxfit.config import OPTIMIZERS, SCHEDULES, TrainConfig
     from flaxfit.data import DATASETS
     from flaxfit.models import MODELS
 
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
     train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
     train.add_argument("--lr", type=_positive_float, default=defaults.lr, help="learning rate")
+    train.add_argument(
+        "--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule"
+    )
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
@@ -102,6 +105,7 @@ def _train(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        schedule=args.schedule,
         optimizer=args.optimizer,
         seed=args.seed,
         steps_per_dispatch=args.steps_per_dispatch,

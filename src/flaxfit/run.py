@@ -169,7 +169,9 @@ def train_run(
     directory = prepare_run_dir(directory, fresh=fresh)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
-    steps_per_epoch(len(dataset.train), config.batch_size)  # raises if the batch is too large
+    steps = steps_per_epoch(
+        len(dataset.train), config.batch_size
+    )  # raises if the batch is too large
 
     if fresh and directory.exists():
         for name in RUN_FILES:
@@ -178,7 +180,7 @@ def train_run(
     write_atomic(directory / CONFIG_FILE, config.to_json())
 
     model = create_model(config.model)
-    state = create_train_state(model, jax.random.key(config.seed), config.make_optimizer())
+    state = create_train_state(model, jax.random.key(config.seed), config.make_optimizer(steps))
     history = History()
     state, history = fit(
         state,
