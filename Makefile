@@ -1,11 +1,12 @@
 # Two commands do everything: `make train` and `make test`.
 # Each builds .venv from nothing (Python 3.11+ and make are all they need).
 
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && { echo $$p; break; }; done)
+# The first interpreter that actually runs and is 3.11+ (version managers leave
+# shims for versions that are not installed, so `command -v` is not enough).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Keep JAX's compiled programs between runs: the second `make train` starts faster.
-export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.venv/jax-cache
 
 .PHONY: train test lint venv dev clean
 
@@ -24,7 +25,7 @@ venv: $(VENV)/.runtime
 dev: $(VENV)/.dev
 
 $(VENV)/.python:
-	@test -n "$(PYTHON)" || { echo "error: no python3 found; install Python 3.11+ or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11+ found; install one or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"error: flaxfit needs Python 3.11+, but $(PYTHON) is {v.major}.{v.minor}; pass PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	@touch $@
