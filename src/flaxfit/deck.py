@@ -74,7 +74,7 @@ def fit(
     history = History()
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        order = np.asarray(epoch_order(seed, epoch, len(images)))
+        order = epoch_order(seed, epoch, len(images))
         state, loss = train_epoch(state, images, labels, order, batch_size, train_step)
         test_metrics = evaluate(state, test) if test is not None else None
         seconds = time.perf_counter() - started
