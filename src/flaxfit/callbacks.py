@@ -5,7 +5,7 @@ A callback is any object with some of these methods (all optional):
     on_fit_begin(state, total_epochs)
     on_steps(epoch, steps_done, steps_total)        # within an epoch, per dispatch
     on_epoch_end(epoch, state, metrics) -> bool | None   # True asks fit to stop
-    on_fit_end(state, history)
+    on_fit_end(state, history) -> state | None          # a state returned replaces fit's result
 
 `epoch` counts from 1. `metrics` is the epoch's History row.
 """
@@ -28,7 +28,7 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, state: Any, metrics: dict[str, float]) -> bool | None: ...
 
-    def on_fit_end(self, state: Any, history: History) -> None: ...
+    def on_fit_end(self, state: Any, history: History) -> Any | None: ...
 
 
 def call_hooks(callbacks: Sequence[object], hook: str, *args: Any) -> bool:

@@ -338,7 +338,11 @@ def fit(
         history.append(row)
         if call_hooks(callbacks, "on_epoch_end", epoch, state, history.last):
             break
-    call_hooks(callbacks, "on_fit_end", state, history)
+    for callback in callbacks:  # a callback may hand back another state (e.g. the best one)
+        method = getattr(callback, "on_fit_end", None)
+        replacement = method(state, history) if method is not None else None
+        if replacement is not None:
+            state = replacement
     return state, history
 
 
