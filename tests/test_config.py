@@ -1,6 +1,5 @@
 import json
 
-import jax.numpy as jnp
 import pytest
 
 from flaxfit.config import TrainConfig
@@ -10,24 +9,6 @@ def test_defaults_are_make_trains_run():
     config = TrainConfig()
     assert (config.model, config.epochs, config.batch_size) == ("cnn1", 3, 128)
     assert (config.optimizer, config.schedule, config.lr) == ("adam", "cosine", 2e-3)
-
-
-def test_cosine_schedule_decays_from_lr_to_zero_over_the_run():
-    schedule = TrainConfig(epochs=2, lr=0.1).learning_rate(steps_per_epoch=5)
-    assert float(schedule(0)) == pytest.approx(0.1)
-    assert float(schedule(5)) == pytest.approx(0.05)  # half-way: cos(pi/2)
-    assert float(schedule(10)) == pytest.approx(0.0, abs=1e-9)
-    assert TrainConfig(lr=0.1, schedule="constant").learning_rate(5) == 0.1
-
-
-def test_optimizer_follows_the_config():
-    params = {"w": jnp.zeros(())}
-    grads = {"w": jnp.ones(())}
-    for name in ("adam", "sgd"):
-        optimizer = TrainConfig(optimizer=name, lr=0.1, schedule="constant").make_optimizer(5)
-        updates, _ = optimizer.update(grads, optimizer.init(params), params)
-        # Both take a first step of exactly -lr on a unit gradient.
-        assert float(updates["w"]) == pytest.approx(-0.1, rel=1e-4)
 
 
 def test_json_round_trip():
@@ -45,6 +26,11 @@ def test_json_round_trip():
         ("epochs", 0, "epochs must be a positive integer, got 0"),
         ("batch_size", 1.5, "batch_size must be a positive integer, got 1.5"),
         ("lr", -1.0, "lr must be positive, got -1.0"),
+        ("warmup_epochs", 9.0, "warmup_epochs must be within 0..epochs"),
+        ("decay_rate", 1.5, "decay_rate must be in"),
+        ("momentum", 1.0, "momentum must be in"),
+        ("weight_decay", -0.1, "weight_decay must be >= 0"),
+        ("clip_norm", 0.0, "clip_norm must be positive"),
     ],
 )
 def test_bad_values_are_named(field, value, message):

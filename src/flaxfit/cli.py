@@ -73,7 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule"
     )
+    train.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs,
+                       help="warmup_cosine: epochs of linear warm-up")  # fmt: skip
+    train.add_argument("--decay-rate", type=float, default=defaults.decay_rate,
+                       help="exponential: factor per epoch")  # fmt: skip
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    train.add_argument("--momentum", type=float, default=defaults.momentum, help="sgd momentum")
+    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    train.add_argument(
+        "--clip-norm", type=_positive_float, help="clip gradients to this global norm"
+    )
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
         "--steps-per-dispatch", type=_positive_int, help="train steps per compiled call (64)"
@@ -106,7 +115,12 @@ def _train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        decay_rate=args.decay_rate,
         optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        clip_norm=args.clip_norm,
         seed=args.seed,
         steps_per_dispatch=args.steps_per_dispatch,
         data_dir=str(args.data_dir) if args.data_dir else None,

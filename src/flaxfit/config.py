@@ -7,13 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import optax
-
 from flaxfit.data import DATASETS
 from flaxfit.models import MODELS
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "onecycle")
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,12 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    decay_rate: float = 0.5
     optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
     seed: int = 0
     steps_per_dispatch: int | None = None
     eval_batch_size: int = 250
@@ -61,21 +64,18 @@ class TrainConfig:
             problems.append(f"steps_per_dispatch must be positive, got {self.steps_per_dispatch}")
         if not self.lr > 0:
             problems.append(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            problems.append(f"warmup_epochs must be within 0..epochs, got {self.warmup_epochs}")
+        if not 0 < self.decay_rate <= 1:
+            problems.append(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            problems.append(f"clip_norm must be positive, got {self.clip_norm}")
         if problems:
             raise ValueError("; ".join(problems))
-
-    def learning_rate(self, steps_per_epoch: int) -> optax.ScalarOrSchedule:
-        """The learning rate, or the optax schedule of it by step, for the whole run."""
-        if self.schedule == "cosine":
-            return optax.cosine_decay_schedule(self.lr, decay_steps=self.epochs * steps_per_epoch)
-        return self.lr
-
-    def make_optimizer(self, steps_per_epoch: int) -> optax.GradientTransformation:
-        """The optax optimizer this config describes, for epochs of `steps_per_epoch` steps."""
-        lr = self.learning_rate(steps_per_epoch)
-        if self.optimizer == "sgd":
-            return optax.sgd(lr, momentum=0.9)
-        return optax.adam(lr)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,6 +28,7 @@ from flaxfit.files import write_atomic
 from flaxfit.history import COLUMNS, History
 from flaxfit.loop import fit, steps_per_epoch
 from flaxfit.models import create_model
+from flaxfit.optim import make_optimizer
 from flaxfit.train import create_train_state
 
 CONFIG_FILE = "config.json"
@@ -180,7 +181,7 @@ def train_run(
     write_atomic(directory / CONFIG_FILE, config.to_json())
 
     model = create_model(config.model)
-    state = create_train_state(model, jax.random.key(config.seed), config.make_optimizer(steps))
+    state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
     history = History()
     state, history = fit(
         state,
