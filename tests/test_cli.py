@@ -12,7 +12,7 @@ from flaxfit.cli import main
 from flaxfit.data import write_idx
 from helpers import make_digits
 
-RUN_FILES = {"config.json", "history.json", "metrics.csv", "params.msgpack"}
+RUN_FILES = {"config.json", "history.json", "metrics.csv", "params.msgpack", "checkpoints"}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,10 @@ def test_train_prints_epochs_and_final_test_accuracy(data_dir, tmp_path, capsys)
     assert main(["train", "--model", "softmax", "--epochs", "2", "--batch-size", "50",
                  "--data-dir", str(data_dir), "--out", str(out)]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("epoch 1/2  train loss")
-    assert lines[1].startswith("epoch 2/2  train loss")
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert epoch_lines[0].startswith("epoch 1/2  train loss")
+    assert epoch_lines[1].startswith("epoch 2/2  train loss")
+    assert "checkpoint: saving step 12 (end of epoch 1)" in lines  # 600 // 50 steps per epoch
     assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("(softmax, 2 epochs)")
     history = json.loads((out / "history.json").read_text())
     assert f"{100 * history['epochs'][-1]['test_accuracy']:.2f}%" in lines[-1]
@@ -156,13 +158,26 @@ def test_corrupt_data_dir_is_a_one_line_error_and_writes_nothing(data_dir, tmp_p
     assert not out.exists()
 
 
-def test_an_existing_run_is_not_overwritten_without_fresh(trained_run, data_dir, capsys):
-    before = {p.name: p.read_bytes() for p in trained_run.iterdir()}
-    code = main(["train", "--model", "softmax", "--data-dir", str(data_dir),
-                 "--out", str(trained_run), "--quiet"])  # fmt: skip
+def test_the_same_command_on_a_finished_run_changes_nothing(trained_run, data_dir, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()}
+    code = main(["train", "--model", "softmax", "--epochs", "2", "--batch-size", "32",
+                 "--data-dir", str(data_dir), "--out", str(trained_run), "--quiet"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "the run is complete" in out and out.strip().endswith("(softmax, 2 epochs)")
+    assert {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()} == before
+
+
+def test_other_flags_on_an_existing_run_name_the_differences(trained_run, data_dir, capsys):
+    before = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
+    code = main(["train", "--model", "softmax", "--epochs", "3", "--batch-size", "32",
+                 "--lr", "0.01", "--data-dir", str(data_dir), "--out", str(trained_run)])  # fmt: skip
     assert code == 2
-    assert "already holds a run; pass --fresh" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in trained_run.iterdir()} == before
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "epochs: 2 -> 3" in err and "lr: 0.002 -> 0.01" in err and "--fresh" in err
+    assert "batch_size" not in err  # only the fields that differ
+    assert {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()} == before
 
 
 def test_fresh_replaces_a_run(data_dir, tmp_path):

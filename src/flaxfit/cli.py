@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 USAGE_ERROR = 2
+NON_FINITE = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model into a run directory")
+    parser.train_parser = train  # main() re-reads defaults from --config into it
     train.add_argument("--model", choices=sorted(MODELS), default=defaults.model)
     train.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
     train.add_argument("--data-dir", type=_existing_dir, help="a directory of the 4 IDX files")
@@ -87,8 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--steps-per-dispatch", type=_positive_int, help="train steps per compiled call (64)"
     )
+    train.add_argument("--eval-batch-size", type=_positive_int, default=defaults.eval_batch_size)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL)")
-    train.add_argument("--fresh", action="store_true", help="replace a run already in --out")
+    train.add_argument(
+        "--fresh", action="store_true", help="start over instead of continuing the run in --out"
+    )
+    train.add_argument("--keep", type=_positive_int, default=3,
+                       help="latest checkpoints to keep (and the best)")  # fmt: skip
+    train.add_argument("--stop-after-epoch", type=_positive_int,
+                       help="stop (resumably) after this epoch")  # fmt: skip
+    train.add_argument("--config", type=Path,
+                       help="a config.json to start from; flags given override it")  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a run, overall and per class")
@@ -104,40 +115,88 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> None:
-    from flaxfit.config import TrainConfig
-    from flaxfit.run import train_run
+def _config_from_args(args: argparse.Namespace):
+    import dataclasses
 
-    config = TrainConfig(
-        model=args.model,
-        dataset=args.dataset,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs,
-        decay_rate=args.decay_rate,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        clip_norm=args.clip_norm,
-        seed=args.seed,
-        steps_per_dispatch=args.steps_per_dispatch,
-        data_dir=str(args.data_dir) if args.data_dir else None,
-    )
-    out = args.out or Path("runs") / args.model
-    run = train_run(config, out, fresh=args.fresh, verbose=not args.quiet)
+    from flaxfit.config import TrainConfig
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values["data_dir"] = str(args.data_dir) if args.data_dir else None
+    return TrainConfig(**values)
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    """The same command without the flags that would restart or stop it again."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--fresh" or arg.startswith("--stop-after-epoch="):
+            continue
+        elif arg == "--stop-after-epoch":
+            skip = True
+        else:
+            kept.append(arg)
+    return shlex.join(["flaxfit", *kept])
+
+
+def _train(args: argparse.Namespace) -> int:
+    from flaxfit.loop import NonFiniteError, TrainingInterrupted
+    from flaxfit.run import train_run
+    from flaxfit.signals import EXIT_CODES, StopRequest
+
+    config = _config_from_args(args)
+    out = args.out or Path("runs") / config.model
+    try:
+        with StopRequest() as stop:
+            run = train_run(
+                config, out, fresh=args.fresh, verbose=not args.quiet, should_stop=stop,
+                stop_after_epoch=args.stop_after_epoch, keep=args.keep,
+            )  # fmt: skip
+    except TrainingInterrupted as interrupted:
+        print(
+            f"flaxfit train: {_signal_name(stop.signum)}: stopped at epoch "
+            f"{interrupted.progress.epoch}, step {interrupted.progress.steps_done}; "
+            f"checkpoint saved in {out}/checkpoints\n"
+            f"resume with: {_resume_command(args.argv)}",
+            file=sys.stderr,
+        )
+        return EXIT_CODES.get(stop.signum, 130)
+    except NonFiniteError as error:
+        print(
+            f"flaxfit train: error: {error}; training stopped, the last good checkpoint "
+            f"in {out}/checkpoints is kept",
+            file=sys.stderr,
+        )
+        return NON_FINITE
+    if not run.history.rows:
+        return 0
     last = run.history.last
-    print(
-        f"compile {run.history.compile_seconds:.1f} s; steady "
-        f"{run.history['seconds'][-1]:.1f} s/epoch, {last['images_per_second']:,.0f} images/s"
-    )
-    print(f"saved {out}/ (config.json, history.json, metrics.csv, params.msgpack)")
+    if len(run.history) < config.epochs and args.stop_after_epoch:
+        print(f"stopped after epoch {last['epoch']} as asked; resume with: "
+              f"{_resume_command(args.argv)}")  # fmt: skip
+    else:
+        print(
+            f"compile {run.history.compile_seconds:.1f} s; steady "
+            f"{run.history['seconds'][-1]:.1f} s/epoch, {last['images_per_second']:,.0f} images/s"
+        )
+        print(
+            f"saved {out}/ (config.json, history.json, metrics.csv, params.msgpack, checkpoints/)"
+        )
     accuracy = 100 * last["test_accuracy"]
     print(f"test accuracy: {accuracy:.2f}% ({config.model}, {last['epoch']} epochs)")
+    return 0
 
 
-def _evaluate(args: argparse.Namespace) -> None:
+def _signal_name(signum: int | None) -> str:
+    import signal
+
+    return signal.Signals(signum).name if signum is not None else "interrupted"
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from flaxfit.data import load_dataset
     from flaxfit.predict import predict_probabilities
     from flaxfit.run import load_run
@@ -156,9 +215,10 @@ def _evaluate(args: argparse.Namespace) -> None:
             print(
                 f"  class {digit}: {accuracy:6.2f}% ({int(correct[mine].sum())}/{int(mine.sum())})"
             )
+    return 0
 
 
-def _predict(args: argparse.Namespace) -> None:
+def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from flaxfit.images import load_digit
@@ -171,22 +231,49 @@ def _predict(args: argparse.Namespace) -> None:
     for path, p in zip(args.images, probs, strict=True):
         listed = " ".join(f"{d}:{x:.3f}" for d, x in enumerate(p))
         print(f"{path}: {int(p.argmax())}  ({listed})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flaxfit` console script and `python -m flaxfit`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "train" and args.config is not None:
+            # The file's values become the defaults, so flags given still win.
+            parser.train_parser.set_defaults(**_read_config_file(args.config))
+            args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, --version, or a bad flag already reported
         return int(exit.code or 0)
+    except ValueError as error:
+        print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    args.argv = argv
     command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
     try:
-        command(args)
+        return command(args)
     except ValueError as error:  # DataError, RunError and bad arguments are ValueErrors
         print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print(f"flaxfit {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+
+
+def _read_config_file(path: Path) -> dict:
+    import json
+
+    from flaxfit.config import TrainConfig
+
+    try:
+        config = TrainConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    values = config.to_dict()
+    values["data_dir"] = Path(values["data_dir"]) if values["data_dir"] else None
+    return values

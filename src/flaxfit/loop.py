@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -131,6 +132,122 @@ def run_steps(
     return state, losses, correct
 
 
+class TrainingInterrupted(Exception):
+    """`fit` stopped at a safe point because `should_stop()` said so.
+
+    Carries what resuming needs: the state, where the epoch stood, and the history.
+    """
+
+    def __init__(self, state: TrainState, progress: EpochProgress, history: History):
+        super().__init__(f"interrupted at epoch {progress.epoch}, step {progress.steps_done}")
+        self.state, self.progress, self.history = state, progress, history
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or the params stopped being finite; names where it happened."""
+
+    def __init__(self, message: str, epoch: int, step: int):
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+
+@dataclass
+class EpochProgress:
+    """How far an epoch has got: what a mid-epoch checkpoint must remember.
+
+    `losses` and `correct` hold one entry per step done so far, so the epoch's
+    metrics come out the same whether or not it was interrupted.
+    """
+
+    epoch: int
+    steps_done: int = 0
+    losses: list[float] = field(default_factory=list)
+    correct: list[int] = field(default_factory=list)
+
+
+def run_epoch(
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    progress: EpochProgress,
+    *,
+    batch_size: int,
+    seed: int,
+    train_step: TrainStep = train_step,
+    steps_per_dispatch: int | None = None,
+    num_classes: int = NUM_CLASSES,
+    on_steps: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[TrainState, EpochProgress]:
+    """Continue `progress.epoch` from `progress.steps_done` until it ends or `should_stop()`.
+
+    Chunks start at `steps_done`, so a run resumed at a chunk boundary
+    dispatches exactly the programs an unbroken run would. The host waits for
+    the previous chunk only (one stays queued, the device never idles), checks
+    its losses are finite, reports progress and asks whether to stop.
+
+    Raises:
+        NonFiniteError: a loss (or, at the epoch's end, a param) is NaN or Inf.
+    """
+    total = steps_per_epoch(len(images), batch_size)
+    order = jax.device_put(epoch_order(seed, progress.epoch, len(images)))
+    done = progress.steps_done
+    pending: list[tuple[int, jax.Array, jax.Array]] = []
+
+    def collect(first: int, chunk_losses: jax.Array, chunk_correct: jax.Array) -> None:
+        values, correct = jax.device_get((chunk_losses, chunk_correct))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            step = first + int(bad[0]) + 1
+            raise NonFiniteError(
+                f"loss is {values[bad[0]]} at epoch {progress.epoch}, step {step}",
+                progress.epoch, step,
+            )  # fmt: skip
+        progress.losses.extend(values.tolist())
+        progress.correct.extend(correct.tolist())
+        progress.steps_done = first + len(values)
+
+    for size in chunk_sizes(total - done, steps_per_dispatch) if done < total else []:
+        state, chunk_losses, chunk_correct = run_steps(
+            state, images, labels, order, done,
+            num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
+        )  # fmt: skip
+        pending.append((done, chunk_losses, chunk_correct))
+        done += size
+        if len(pending) > 1:
+            collect(*pending.pop(0))
+            if on_steps is not None:
+                on_steps(progress.steps_done, total)
+            if should_stop is not None and should_stop():
+                break
+    for chunk in pending:
+        collect(*chunk)
+    if progress.steps_done == total:
+        if not all_finite(state.params):
+            raise NonFiniteError(
+                f"params are not finite after epoch {progress.epoch}, step {total}",
+                progress.epoch, total,
+            )  # fmt: skip
+        if on_steps is not None:
+            on_steps(total, total)
+    return state, progress
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+    """True when no leaf of `tree` holds a NaN or an Inf (one device reduction)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def epoch_metrics(progress: EpochProgress, batch_size: int) -> dict[str, float]:
+    """Mean loss per step and accuracy over the examples of the steps done."""
+    steps = len(progress.losses)
+    return {
+        "loss": float(np.sum(np.asarray(progress.losses, np.float64))) / steps,
+        "accuracy": int(np.sum(progress.correct)) / (steps * batch_size),
+    }
+
+
 def train_epoch(
     state: TrainState,
     images: jax.Array,
@@ -144,41 +261,22 @@ def train_epoch(
     num_classes: int = NUM_CLASSES,
     on_steps: Callable[[int, int], None] | None = None,
 ) -> tuple[TrainState, dict[str, float]]:
-    """One pass over the data in the order `epoch_order(seed, epoch, N)`.
+    """One whole pass over the data in the order `epoch_order(seed, epoch, N)`.
 
     Args:
         images: (N, ...) pixels, ideally already on the device (uint8 or float).
         labels: (N,) integer classes or (N, num_classes) one-hot.
-        on_steps: called as `on_steps(steps_done, steps_total)` after each chunk.
+        on_steps: called as `on_steps(steps_done, steps_total)` as chunks finish.
 
     Returns:
         The new state and {"loss", "accuracy"} averaged over the epoch's examples.
     """
-    total = steps_per_epoch(len(images), batch_size)
-    order = jax.device_put(epoch_order(seed, epoch, len(images)))
-    losses, corrects = [], []
-    done = 0
-    for size in chunk_sizes(total, steps_per_dispatch):
-        state, chunk_losses, chunk_correct = run_steps(
-            state, images, labels, order, done,
-            num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
-        )  # fmt: skip
-        if on_steps is not None and losses:
-            # Wait for the previous chunk only: one chunk stays queued, so the
-            # device never idles while the host reports progress.
-            losses[-1].block_until_ready()
-            on_steps(done, total)
-        losses.append(chunk_losses)
-        corrects.append(chunk_correct)
-        done += size
-    # The one host sync of the epoch.
-    losses, corrects = jax.device_get((losses, corrects))
-    loss_sum = sum(float(np.sum(x, dtype=np.float64)) for x in losses)
-    correct = sum(int(np.sum(x)) for x in corrects)
-    if on_steps is not None:
-        on_steps(total, total)
-    seen = total * batch_size
-    return state, {"loss": loss_sum / total, "accuracy": correct / seen}
+    state, progress = run_epoch(
+        state, images, labels, EpochProgress(epoch),
+        batch_size=batch_size, seed=seed, train_step=train_step,
+        steps_per_dispatch=steps_per_dispatch, num_classes=num_classes, on_steps=on_steps,
+    )  # fmt: skip
+    return state, epoch_metrics(progress, batch_size)
 
 
 @partial(jax.jit, static_argnames=("eval_step", "batch_size", "num_classes"))
@@ -264,8 +362,9 @@ def fit(
     num_classes: int = NUM_CLASSES,
     callbacks: Sequence[object] = (),
     verbose: bool = True,
-    start_epoch: int = 1,
+    start: EpochProgress | None = None,
     history: History | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
 
@@ -283,10 +382,19 @@ def fit(
             `on_fit_end` hooks (see `flaxfit.callbacks`); `on_epoch_end`
             returning True stops after that epoch.
         verbose: add a `ProgressBar` (bar on a terminal, one line per epoch).
-        start_epoch, history: continue an earlier run from `start_epoch`.
+        start, history: continue an earlier run from where `start` says (a
+            checkpoint's `EpochProgress`), appending to its `history`.
+        should_stop: polled after every chunk; when it returns True, fit calls
+            `on_interrupt(state, progress, history)` on the callbacks (a
+            checkpointer saves there) and raises `TrainingInterrupted`.
 
     Returns:
         The trained state and the `History` (per-epoch metrics, compile time apart).
+
+    Raises:
+        NonFiniteError: the loss or the params became NaN or Inf; nothing from
+            the failing epoch reaches the callbacks.
+        TrainingInterrupted: `should_stop()` returned True.
     """
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
@@ -311,32 +419,45 @@ def fit(
     history.compile_seconds += compiled.seconds
 
     call_hooks(callbacks, "on_fit_begin", state, epochs)
-    for epoch in range(start_epoch, epochs + 1):
+    progress = start or EpochProgress(epoch=len(history) + 1)
+    while progress.epoch <= epochs:
+        epoch, resumed_at = progress.epoch, progress.steps_done
         started = time.perf_counter()
 
         def report(done: int, total: int, epoch: int = epoch) -> None:
             call_hooks(callbacks, "on_steps", epoch, done, total)
 
-        state, train_metrics = train_epoch(
-            state, train_images, train_labels, epoch=epoch, on_steps=report, **epoch_kwargs
-        )
+        state, progress = run_epoch(
+            state, train_images, train_labels, progress,
+            on_steps=report, should_stop=should_stop, **epoch_kwargs,
+        )  # fmt: skip
+        if progress.steps_done < steps_total:
+            call_hooks(callbacks, "on_interrupt", state, progress, history)
+            raise TrainingInterrupted(state, progress, history)
+        train_metrics = epoch_metrics(progress, batch_size)
         test_metrics = (
             {"loss": math.nan, "accuracy": math.nan}
             if test_arrays is None
             else evaluate(state, test_arrays, **eval_kwargs)
         )
         seconds = time.perf_counter() - started
-        row = {
-            "epoch": epoch,
-            "train_loss": train_metrics["loss"],
-            "train_accuracy": train_metrics["accuracy"],
-            "test_loss": test_metrics["loss"],
-            "test_accuracy": test_metrics["accuracy"],
-            "seconds": seconds,
-            "images_per_second": steps_total * batch_size / seconds,
-        }
-        history.append(row)
-        if call_hooks(callbacks, "on_epoch_end", epoch, state, history.last):
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_metrics["loss"],
+                "train_accuracy": train_metrics["accuracy"],
+                "test_loss": test_metrics["loss"],
+                "test_accuracy": test_metrics["accuracy"],
+                "seconds": seconds,
+                "images_per_second": (steps_total - resumed_at) * batch_size / seconds,
+            }
+        )
+        progress = EpochProgress(epoch=epoch + 1)
+        stop = call_hooks(callbacks, "on_epoch_end", epoch, state, history.last)
+        if should_stop is not None and should_stop() and progress.epoch <= epochs:
+            call_hooks(callbacks, "on_interrupt", state, progress, history)
+            raise TrainingInterrupted(state, progress, history)
+        if stop:
             break
     for callback in callbacks:  # a callback may hand back another state (e.g. the best one)
         method = getattr(callback, "on_fit_end", None)

@@ -12,6 +12,9 @@ import csv
 import io
 import json
 import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from flax import linen as nn
 from flax import serialization
 from flax.training.train_state import TrainState
 
+from flaxfit.checkpoints import CHECKPOINTS_DIR, Checkpointer, latest_step, restore
 from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, load_dataset
 from flaxfit.files import write_atomic
@@ -136,22 +140,48 @@ class _WriteHistory:
         write_history(self.directory, self.history)
 
 
-def prepare_run_dir(directory: str | os.PathLike, *, fresh: bool) -> Path:
-    """Check that `directory` may receive a new run; with `fresh`, clear an old run's files.
+def config_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    """'field: saved -> wanted' for every field that differs."""
+    old, new = saved.to_dict(), wanted.to_dict()
+    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old if old[key] != new[key]]
 
-    Refuses to touch a non-empty directory that is not a flaxfit run.
+
+def check_run_dir(directory: Path, config: TrainConfig, *, fresh: bool) -> bool:
+    """Whether `directory` holds this config's run to continue (True) or is free (False).
+
+    Raises RunError for a file in the way, a non-empty directory that is not a
+    flaxfit run, or a run whose config differs (unless `fresh`).
     """
-    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise RunError(f"{directory}: exists and is not a directory")
-    contents = list(directory.iterdir()) if directory.exists() else []
-    if not contents:
-        return directory
+    if not directory.exists() or not any(directory.iterdir()):
+        return False
     if not (directory / CONFIG_FILE).exists():
         raise RunError(f"{directory}: not empty and not a flaxfit run; choose another --out")
-    if not fresh:
-        raise RunError(f"{directory}: already holds a run; pass --fresh to replace it")
-    return directory
+    if fresh:
+        return False
+    try:
+        saved = TrainConfig.from_dict(_read_json(directory / CONFIG_FILE))
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{directory / CONFIG_FILE}: {error}; pass --fresh to start over") from None
+    differences = config_differences(saved, config)
+    if differences:
+        raise RunError(
+            f"{directory}: the flags differ from the run's {CONFIG_FILE} "
+            f"({'; '.join(differences)}); pass the same flags to continue it, "
+            "or --fresh to start over"
+        )
+    return True
+
+
+class _StopAfterEpoch:
+    """Callback: stop (resumably) after a given epoch, as an interruption would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, float]) -> bool:
+        return epoch >= self.epoch
 
 
 def train_run(
@@ -161,40 +191,73 @@ def train_run(
     fresh: bool = False,
     dataset: Dataset | None = None,
     verbose: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    stop_after_epoch: int | None = None,
+    keep: int = 3,
+    monitor: str = "test_accuracy",
+    callbacks: Sequence[object] = (),
+    log: Callable[[str], None] = print,
 ) -> Run:
-    """Train `config` into `directory`; returns the finished run.
+    """Train `config` into `directory`, continuing the run already there if any.
 
     Nothing is written until the config, the directory and the data have all
-    been checked, so a bad flag or a corrupt data dir leaves no trace.
+    been checked, so a bad flag or a corrupt data dir leaves no trace. A run
+    that finished is not trained again; one that stopped continues from its
+    latest checkpoint, bit-exactly.
+
+    Raises:
+        RunError: the directory holds another run or something else.
+        TrainingInterrupted: `should_stop()` became true; a checkpoint was saved.
+        NonFiniteError: the loss or params became NaN/Inf; the last good
+            checkpoint stays the latest.
     """
-    directory = prepare_run_dir(directory, fresh=fresh)
+    directory = Path(directory)
+    resume = check_run_dir(directory, config, fresh=fresh)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
     steps = steps_per_epoch(
         len(dataset.train), config.batch_size
     )  # raises if the batch is too large
 
-    if fresh and directory.exists():
+    model = create_model(config.model)
+    state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
+    history, start = History(), None
+    checkpoints = directory / CHECKPOINTS_DIR
+    if resume and (directory / PARAMS_FILE).exists():
+        log(f"{directory}: the run is complete; pass --fresh to train it again")
+        return load_run(directory)
+    if resume and latest_step(checkpoints) is not None:
+        restored = restore(checkpoints, state)
+        state, start, history = restored.state, restored.progress, restored.history
+        log(
+            f"resuming {directory} from step {restored.step} "
+            f"(epoch {start.epoch}, {start.steps_done} of {steps} steps done)"
+        )
+    if not resume and directory.exists():  # --fresh over an old run: clear it
         for name in RUN_FILES:
             (directory / name).unlink(missing_ok=True)
+        shutil.rmtree(checkpoints, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / CONFIG_FILE, config.to_json())
 
-    model = create_model(config.model)
-    state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
-    history = History()
-    state, history = fit(
-        state,
-        dataset.train,
-        dataset.test,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        steps_per_dispatch=config.steps_per_dispatch,
-        eval_batch_size=config.eval_batch_size,
-        callbacks=[_WriteHistory(directory, history)],
-        history=history,
-        verbose=verbose,
-    )
-    save_params(directory / PARAMS_FILE, state.params)
+    checkpointer = Checkpointer(
+        checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
+        config=config.to_dict(), keep=keep, monitor=monitor,
+        stream=sys.stdout if verbose else None,
+    )  # fmt: skip
+    run_callbacks = [_WriteHistory(directory, history), checkpointer, *callbacks]
+    if stop_after_epoch is not None:
+        run_callbacks.append(_StopAfterEpoch(stop_after_epoch))
+    try:
+        state, history = fit(
+            state, dataset.train, dataset.test,
+            epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+            steps_per_dispatch=config.steps_per_dispatch, eval_batch_size=config.eval_batch_size,
+            callbacks=run_callbacks, history=history, start=start,
+            verbose=verbose, should_stop=should_stop,
+        )  # fmt: skip
+    finally:
+        checkpointer.close()
+    if stop_after_epoch is None or len(history) >= config.epochs:
+        save_params(directory / PARAMS_FILE, state.params)
     return Run(directory, config, history, jax.device_get(state.params))
