@@ -1,3 +1,4 @@
+import copy
 import importlib.metadata
 import json
 import platform
@@ -12,10 +13,15 @@ import flaxfit
 from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, Split
 from flaxfit.manifest import (
+    ABSENT,
     MANIFEST_FILE,
     PACKAGES,
+    Difference,
     _strip_locations,
     build_manifest,
+    diff_runs,
+    diff_runs_main,
+    format_diff,
     package_versions,
     read_manifest,
     train_step_hash,
@@ -63,6 +69,12 @@ def state(config):
 @pytest.fixture(scope="module")
 def manifest(config, dataset, state):
     return build_manifest(config, dataset, state, command=["flaxfit", "train", "--seed", "7"])
+
+
+def write_run(directory, manifest):
+    directory.mkdir()
+    write_manifest(directory, manifest)
+    return directory
 
 
 # --- build_manifest ------------------------------------------------------------------------
@@ -232,3 +244,143 @@ def test_read_manifest_names_a_missing_directory(tmp_path):
     with pytest.raises(ValueError, match="no such run directory") as error:
         read_manifest(tmp_path / "nope")
     assert str(tmp_path / "nope") in str(error.value)
+
+
+# --- diff_runs -----------------------------------------------------------------------------
+
+
+def test_runs_differing_in_one_flag_differ_in_exactly_that_field(tmp_path, dataset):
+    # eval_batch_size leaves the train step alone; created and command differ but are ignored.
+    a = TrainConfig(model="softmax", batch_size=BATCH)
+    b = TrainConfig(model="softmax", batch_size=BATCH, eval_batch_size=100)
+    manifests = [
+        build_manifest(config, dataset, abstract_state(config), command=[command])
+        for config, command in ((a, "x"), (b, "y"))
+    ]
+    run_a, run_b = write_run(tmp_path / "a", manifests[0]), write_run(tmp_path / "b", manifests[1])
+    assert diff_runs(run_a, run_b) == [Difference("config", "config.eval_batch_size", 250, 100)]
+    assert diff_runs(run_a, run_a) == []
+
+
+def changed(manifest, path, value):
+    result = copy.deepcopy(manifest)
+    *parents, last = path
+    target = result
+    for name in parents:
+        target = target[name]
+    if value is ABSENT:
+        del target[last]
+    else:
+        target[last] = value
+    return result
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "category", "key"),
+    [
+        (("flaxfit",), "9.9.9", "code", "flaxfit"),
+        (("train_step_hash",), "f" * 64, "code", "train_step_hash"),
+        (("packages", "jax"), "0.0.1", "libraries", "packages.jax"),
+        (("python",), "3.0.0", "libraries", "python"),
+        (("devices",), ["NVIDIA H100"], "platform", "devices"),
+        (("xla_flags",), "--xla_foo", "platform", "xla_flags"),
+        (("jax_env", "JAX_ENABLE_X64"), "1", "platform", "jax_env.JAX_ENABLE_X64"),
+        (("dataset", "content_sha256"), "0" * 64, "data", "dataset.content_sha256"),
+        (
+            ("dataset", "sha256", "train-images-idx3-ubyte.gz"),
+            "3" * 64,
+            "data",
+            "dataset.sha256.train-images-idx3-ubyte.gz",
+        ),
+        (("config", "lr"), 0.5, "config", "config.lr"),
+        (("config", "clip_norm"), ABSENT, "config", "config.clip_norm"),
+    ],
+)
+def test_each_difference_lands_in_its_category(tmp_path, manifest, path, value, category, key):
+    other = changed(manifest, path, value)
+    run_a = write_run(tmp_path / "a", manifest)
+    run_b = write_run(tmp_path / "b", other)
+    a_value = manifest
+    for name in path:
+        a_value = a_value.get(name, ABSENT)
+    assert diff_runs(run_a, run_b) == [Difference(category, key, a_value, value)]
+
+
+def test_differences_come_in_category_order(tmp_path, manifest):
+    other = changed(manifest, ("config", "lr"), 0.5)
+    other = changed(other, ("dataset", "source"), "elsewhere")
+    other = changed(other, ("backend",), "gpu")
+    other = changed(other, ("packages", "optax"), "0.0.1")
+    other = changed(other, ("train_step_hash",), "f" * 64)
+    differences = diff_runs(write_run(tmp_path / "a", manifest), write_run(tmp_path / "b", other))
+    assert [d.category for d in differences] == ["code", "libraries", "platform", "data", "config"]
+
+
+def test_diff_reads_config_json_when_the_manifest_has_no_config(tmp_path, manifest):
+    bare = changed(manifest, ("config",), ABSENT)
+    run_a = write_run(tmp_path / "a", bare)
+    run_b = write_run(tmp_path / "b", manifest)
+    (run_a / "config.json").write_text(json.dumps({**manifest["config"], "epochs": 9}))
+    assert diff_runs(run_a, run_b) == [
+        Difference("config", "config.epochs", 9, manifest["config"]["epochs"])
+    ]
+    (run_a / "config.json").unlink()
+    with pytest.raises(ValueError, match="config.json"):
+        diff_runs(run_a, run_b)
+
+
+# --- Difference, format_diff, diff_runs_main -----------------------------------------------
+
+
+def test_difference_prints_as_key_old_arrow_new():
+    assert str(Difference("config", "config.lr", 0.001, 0.002)) == "config.lr: 0.001 -> 0.002"
+    assert str(Difference("config", "config.clip_norm", ABSENT, None)) == (
+        "config.clip_norm: <absent> -> null"
+    )
+    assert str(Difference("platform", "xla_flags", "", "--x")) == 'xla_flags: "" -> "--x"'
+
+
+def test_format_diff_groups_by_category():
+    differences = [
+        Difference("code", "train_step_hash", "aa", "bb"),
+        Difference("config", "config.lr", 0.001, 0.002),
+        Difference("config", "config.seed", 0, 1),
+    ]
+    assert format_diff(differences, "runs/a", "runs/b") == "\n".join(
+        [
+            "runs runs/a and runs/b: 3 differences in code, config",
+            "code:",
+            '  train_step_hash: "aa" -> "bb"',
+            "config:",
+            "  config.lr: 0.001 -> 0.002",
+            "  config.seed: 0 -> 1",
+        ]
+    )
+    assert format_diff([], "A", "B") == (
+        "runs A and B match in code, libraries, platform, data and config"
+    )
+
+
+def test_diff_runs_main_exits_like_diff(tmp_path, manifest, capsys):
+    run_a = write_run(tmp_path / "a", manifest)
+    run_b = write_run(tmp_path / "b", changed(manifest, ("config", "lr"), 0.5))
+    run_c = write_run(tmp_path / "c", changed(manifest, ("created",), "2000-01-01T00:00:00+00:00"))
+
+    assert diff_runs_main(str(run_a), str(run_c)) == 0
+    assert capsys.readouterr().out == (
+        f"runs {run_a} and {run_c} match in code, libraries, platform, data and config\n"
+    )
+    assert diff_runs_main(str(run_a), str(run_b)) == 1
+    assert capsys.readouterr().out == (
+        f"runs {run_a} and {run_b}: 1 difference in config\n"
+        f"config:\n  config.lr: {manifest['config']['lr']} -> 0.5\n"
+    )
+
+
+def test_diff_runs_main_raises_value_error_for_a_missing_run(tmp_path, manifest):
+    run_a = write_run(tmp_path / "a", manifest)
+    with pytest.raises(ValueError, match="no such run directory"):
+        diff_runs_main(str(run_a), str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=MANIFEST_FILE):
+        diff_runs_main(str(tmp_path / "empty"), str(run_a))
