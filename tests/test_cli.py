@@ -12,7 +12,9 @@ from flaxfit.cli import main
 from flaxfit.data import write_idx
 from helpers import make_digits
 
-RUN_FILES = {"config.json", "history.json", "metrics.csv", "params.msgpack", "checkpoints"}
+RUN_FILES = {
+    "config.json", "history.json", "metrics.csv", "params.msgpack", "manifest.json", "checkpoints",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +172,8 @@ def test_the_same_command_on_a_finished_run_changes_nothing(trained_run, data_di
 
 def test_other_flags_on_an_existing_run_name_the_differences(trained_run, data_dir, capsys):
     before = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
-    code = main(["train", "--model", "softmax", "--epochs", "3", "--batch-size", "32",
-                 "--lr", "0.01", "--data-dir", str(data_dir), "--out", str(trained_run)])  # fmt: skip
+    code = main(["train", "--model", "softmax", "--epochs", "3", "--batch-size", "32", "--lr",
+                 "0.01", "--data-dir", str(data_dir), "--out", str(trained_run)])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
@@ -235,3 +237,17 @@ def test_an_unreadable_png(trained_run, tmp_path, capsys):
 def test_a_missing_png(trained_run, tmp_path, capsys):
     assert main(["predict", "--run", str(trained_run), str(tmp_path / "gone.png")]) == 2
     assert "gone.png: no such file" in capsys.readouterr().err
+
+
+def test_diff_runs_names_the_one_flag_that_differs(trained_run, data_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    code = main(["train", "--model", "softmax", "--epochs", "2", "--batch-size", "32", "--seed",
+                 "7", "--data-dir", str(data_dir), "--out", str(other), "--quiet"])  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    assert main(["diff-runs", str(trained_run), str(other)]) == 1
+    out = capsys.readouterr().out
+    assert "config.seed: 0 -> 7" in out
+    assert "config.lr" not in out and "libraries" not in out
+    assert main(["diff-runs", str(trained_run), str(trained_run)]) == 0
+    assert "match" in capsys.readouterr().out

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", type=_existing_dir, required=True)
     evaluate.add_argument("--data-dir", type=_existing_dir, help="override the run's data")
 
+    diff = commands.add_parser(
+        "diff-runs", help="what differs between two runs: code, libraries, platform, data, config"
+    )
+    diff.add_argument("run_a", type=_existing_dir)
+    diff.add_argument("run_b", type=_existing_dir)
+
     predict = commands.add_parser("predict", help="read digits from pictures with a run's model")
     predict.add_argument("--run", type=_existing_dir, required=True)
     predict.add_argument("images", nargs="+", type=Path, help="PNG files, any size, RGB or gray")
@@ -234,6 +240,12 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff_runs(args: argparse.Namespace) -> int:
+    from flaxfit.manifest import diff_runs_main
+
+    return diff_runs_main(str(args.run_a), str(args.run_b))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flaxfit` console script and `python -m flaxfit`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -250,7 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     args.argv = argv
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    command = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "predict": _predict,
+        "diff-runs": _diff_runs,
+    }[args.command]
     try:
         return command(args)
     except ValueError as error:  # DataError, RunError and bad arguments are ValueErrors

@@ -31,6 +31,7 @@ from flaxfit.data import Dataset, load_dataset
 from flaxfit.files import write_atomic
 from flaxfit.history import COLUMNS, History
 from flaxfit.loop import fit, steps_per_epoch
+from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.models import create_model
 from flaxfit.optim import make_optimizer
 from flaxfit.train import create_train_state
@@ -39,7 +40,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.csv"
 PARAMS_FILE = "params.msgpack"
-RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE)
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, "manifest.json")
 
 
 class RunError(ValueError):
@@ -239,6 +240,8 @@ def train_run(
         shutil.rmtree(checkpoints, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / CONFIG_FILE, config.to_json())
+    if not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first manifest
+        write_manifest(directory, build_manifest(config, dataset, state, command=sys.argv))
 
     checkpointer = Checkpointer(
         checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
