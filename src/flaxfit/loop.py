@@ -418,6 +418,13 @@ def fit(
         )
     history.compile_seconds += compiled.seconds
 
+    stop_requested = False
+
+    def stop_now() -> bool:  # sticky: a request seen once is not lost
+        nonlocal stop_requested
+        stop_requested = stop_requested or (should_stop is not None and bool(should_stop()))
+        return stop_requested
+
     call_hooks(callbacks, "on_fit_begin", state, epochs)
     progress = start or EpochProgress(epoch=len(history) + 1)
     while progress.epoch <= epochs:
@@ -429,7 +436,7 @@ def fit(
 
         state, progress = run_epoch(
             state, train_images, train_labels, progress,
-            on_steps=report, should_stop=should_stop, **epoch_kwargs,
+            on_steps=report, should_stop=stop_now, **epoch_kwargs,
         )  # fmt: skip
         if progress.steps_done < steps_total:
             call_hooks(callbacks, "on_interrupt", state, progress, history)
@@ -454,7 +461,7 @@ def fit(
         )
         progress = EpochProgress(epoch=epoch + 1)
         stop = call_hooks(callbacks, "on_epoch_end", epoch, state, history.last)
-        if should_stop is not None and should_stop() and progress.epoch <= epochs:
+        if stop_now() and progress.epoch <= epochs:
             call_hooks(callbacks, "on_interrupt", state, progress, history)
             raise TrainingInterrupted(state, progress, history)
         if stop:

@@ -30,11 +30,11 @@ from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, load_dataset
 from flaxfit.files import write_atomic
 from flaxfit.history import COLUMNS, History
-from flaxfit.loop import fit, steps_per_epoch
+from flaxfit.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.models import create_model
 from flaxfit.optim import make_optimizer
-from flaxfit.train import create_train_state
+from flaxfit.train import create_train_state, train_step
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
@@ -197,6 +197,7 @@ def train_run(
     keep: int = 3,
     monitor: str = "test_accuracy",
     callbacks: Sequence[object] = (),
+    train_step: TrainStep = train_step,
     log: Callable[[str], None] = print,
 ) -> Run:
     """Train `config` into `directory`, continuing the run already there if any.
@@ -241,7 +242,8 @@ def train_run(
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / CONFIG_FILE, config.to_json())
     if not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first manifest
-        write_manifest(directory, build_manifest(config, dataset, state, command=sys.argv))
+        manifest = build_manifest(config, dataset, state, train_step=train_step, command=sys.argv)
+        write_manifest(directory, manifest)
 
     checkpointer = Checkpointer(
         checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
@@ -256,7 +258,7 @@ def train_run(
             state, dataset.train, dataset.test,
             epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
             steps_per_dispatch=config.steps_per_dispatch, eval_batch_size=config.eval_batch_size,
-            callbacks=run_callbacks, history=history, start=start,
+            callbacks=run_callbacks, history=history, start=start, train_step=train_step,
             verbose=verbose, should_stop=should_stop,
         )  # fmt: skip
     finally:
