@@ -1,0 +1,20 @@
+"""Hooks `fit()` calls as it goes: progress output, early stopping, TensorBoard, history files.
+
+A callback is any object with some of these methods (all optional):
+
+    on_fit_begin(state, total_epochs)
+    on_steps(epoch, steps_done, steps_total)        # within an epoch, per dispatch
+    on_epoch_end(epoch, state, metrics) -> bool | None   # True asks fit to stop
+    on_fit_end(state, history) -> state | None          # a state returned replaces fit's result
+
+`epoch` counts from 1. `metrics` is the epoch's History row. The state given
+to `on_epoch_end` is donated to the next compiled step as soon as the hook
+returns: a callback that keeps any of it must copy it to the host first.
+"""
+
+from flaxfit.callbacks.base import Callback as Callback
+from flaxfit.callbacks.base import call_hooks as call_hooks
+from flaxfit.callbacks.progress import ProgressBar as ProgressBar
+from flaxfit.callbacks.progress import format_epoch as format_epoch
+
+__all__ = ["Callback", "ProgressBar", "call_hooks", "format_epoch"]
