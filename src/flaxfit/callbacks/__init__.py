@@ -14,7 +14,8 @@ returns: a callback that keeps any of it must copy it to the host first.
 
 from flaxfit.callbacks.base import Callback as Callback
 from flaxfit.callbacks.base import call_hooks as call_hooks
+from flaxfit.callbacks.early_stopping import EarlyStopping as EarlyStopping
 from flaxfit.callbacks.progress import ProgressBar as ProgressBar
 from flaxfit.callbacks.progress import format_epoch as format_epoch
 
-__all__ = ["Callback", "ProgressBar", "call_hooks", "format_epoch"]
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "call_hooks", "format_epoch"]
