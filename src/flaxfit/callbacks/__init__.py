@@ -15,7 +15,21 @@ returns: a callback that keeps any of it must copy it to the host first.
 from flaxfit.callbacks.base import Callback as Callback
 from flaxfit.callbacks.base import call_hooks as call_hooks
 from flaxfit.callbacks.early_stopping import EarlyStopping as EarlyStopping
+from flaxfit.callbacks.history_files import HISTORY_FILE as HISTORY_FILE
+from flaxfit.callbacks.history_files import METRICS_FILE as METRICS_FILE
+from flaxfit.callbacks.history_files import HistoryFiles as HistoryFiles
+from flaxfit.callbacks.history_files import write_history as write_history
 from flaxfit.callbacks.progress import ProgressBar as ProgressBar
 from flaxfit.callbacks.progress import format_epoch as format_epoch
 
-__all__ = ["Callback", "EarlyStopping", "ProgressBar", "call_hooks", "format_epoch"]
+__all__ = [
+    "HISTORY_FILE",
+    "METRICS_FILE",
+    "Callback",
+    "EarlyStopping",
+    "HistoryFiles",
+    "ProgressBar",
+    "call_hooks",
+    "format_epoch",
+    "write_history",
+]
