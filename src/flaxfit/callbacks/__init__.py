@@ -21,6 +21,7 @@ from flaxfit.callbacks.history_files import HistoryFiles as HistoryFiles
 from flaxfit.callbacks.history_files import write_history as write_history
 from flaxfit.callbacks.progress import ProgressBar as ProgressBar
 from flaxfit.callbacks.progress import format_epoch as format_epoch
+from flaxfit.callbacks.tensorboard import TensorBoard as TensorBoard
 
 __all__ = [
     "HISTORY_FILE",
@@ -29,6 +30,7 @@ __all__ = [
     "EarlyStopping",
     "HistoryFiles",
     "ProgressBar",
+    "TensorBoard",
     "call_hooks",
     "format_epoch",
     "write_history",
