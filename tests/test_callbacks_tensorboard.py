@@ -140,6 +140,17 @@ def test_each_epoch_is_on_disk_when_its_hook_returns_and_fit_end_closes(tmp_path
     board.close()  # closing again is harmless
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_an_interrupted_fit_closes_the_file_too(tmp_path):
+    board = TensorBoard(tmp_path)
+    board.on_fit_begin(None, 3)
+    board.on_epoch_end(1, None, row(1))
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    board.on_interrupt(None, None, None)  # fit raises after this, skipping on_fit_end
+    assert os.path.realpath(path) not in open_files()
+    assert {step for _, step in read_scalars(tmp_path)} == {1}
+
+
 def test_two_fits_within_one_second_keep_both_event_files(tmp_path, monkeypatch):
     import tensorboardX.event_file_writer
 

@@ -6,10 +6,13 @@ A callback is any object with some of these methods (all optional):
     on_steps(epoch, steps_done, steps_total)        # within an epoch, per dispatch
     on_epoch_end(epoch, state, metrics) -> bool | None   # True asks fit to stop
     on_fit_end(state, history) -> state | None          # a state returned replaces fit's result
+    on_interrupt(state, progress, history)              # fit stopped early and raises next
 
 `epoch` counts from 1. `metrics` is the epoch's History row. The state given
 to `on_epoch_end` is donated to the next compiled step as soon as the hook
 returns: a callback that keeps any of it must copy it to the host first.
+An interrupted fit (`should_stop`) calls `on_interrupt` and raises, so
+`on_fit_end` does not run.
 """
 
 from flaxfit.callbacks.base import Callback as Callback

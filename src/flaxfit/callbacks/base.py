@@ -19,6 +19,8 @@ class Callback:
 
     def on_fit_end(self, state: Any, history: History) -> Any | None: ...
 
+    def on_interrupt(self, state: Any, progress: Any, history: History) -> None: ...
+
 
 def call_hooks(callbacks: Sequence[object], hook: str, *args: Any) -> bool:
     """Call `hook` on every callback that has it; True if any asked to stop."""

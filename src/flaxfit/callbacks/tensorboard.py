@@ -87,6 +87,11 @@ class TensorBoard(Callback):
     def on_fit_end(self, state: Any, history: History) -> None:
         self.close()
 
+    def on_interrupt(self, state: Any, progress: Any, history: History) -> None:
+        # An interrupted fit raises instead of reaching on_fit_end; every finished
+        # epoch is already on disk, so closing is all that is left to do.
+        self.close()
+
     def close(self) -> None:
         """Flush and close the event file (fit does this at its end)."""
         if self._writer is not None:
