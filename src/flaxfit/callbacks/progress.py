@@ -1,44 +1,11 @@
-"""Hooks `fit()` calls as it goes: progress output now, checkpoints and more later.
-
-A callback is any object with some of these methods (all optional):
-
-    on_fit_begin(state, total_epochs)
-    on_steps(epoch, steps_done, steps_total)        # within an epoch, per dispatch
-    on_epoch_end(epoch, state, metrics) -> bool | None   # True asks fit to stop
-    on_fit_end(state, history) -> state | None          # a state returned replaces fit's result
-
-`epoch` counts from 1. `metrics` is the epoch's History row.
-"""
+"""Progress output: a tqdm bar within each epoch on a terminal, one plain line per epoch."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any, TextIO
 
-from flaxfit.history import History
-
-
-class Callback:
-    """Base class with no-op hooks; subclass and override what you need."""
-
-    def on_fit_begin(self, state: Any, total_epochs: int) -> None: ...
-
-    def on_steps(self, epoch: int, steps_done: int, steps_total: int) -> None: ...
-
-    def on_epoch_end(self, epoch: int, state: Any, metrics: dict[str, float]) -> bool | None: ...
-
-    def on_fit_end(self, state: Any, history: History) -> Any | None: ...
-
-
-def call_hooks(callbacks: Sequence[object], hook: str, *args: Any) -> bool:
-    """Call `hook` on every callback that has it; True if any asked to stop."""
-    stop = False
-    for callback in callbacks:
-        method = getattr(callback, hook, None)
-        if method is not None:
-            stop = bool(method(*args)) or stop
-    return stop
+from flaxfit.callbacks.base import Callback
 
 
 def format_epoch(metrics: dict[str, float], total_epochs: int) -> str:
