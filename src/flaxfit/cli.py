@@ -55,7 +55,7 @@ def _existing_dir(text: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     from flaxfit import __version__
-    from flaxfit.config import OPTIMIZERS, SCHEDULES, TrainConfig
+    from flaxfit.config import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
     from flaxfit.data import DATASETS
     from flaxfit.models import MODELS
 
@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--fresh", action="store_true", help="start over instead of continuing the run in --out"
     )
+    train.add_argument("--early-stop-patience", type=int, default=defaults.early_stop_patience,
+                       help="stop after this many epochs without improvement (0: off)")  # fmt: skip
+    train.add_argument("--early-stop-monitor", choices=MONITORS,
+                       default=defaults.early_stop_monitor)  # fmt: skip
+    train.add_argument("--early-stop-min-delta", type=float,
+                       default=defaults.early_stop_min_delta)  # fmt: skip
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also log to RUN/tensorboard (tensorboardX event files)")  # fmt: skip
+    train.add_argument("--checkpoint-every", type=_positive_int, default=1,
+                       help="save a checkpoint every N epochs")  # fmt: skip
     train.add_argument("--keep", type=_positive_int, default=3,
                        help="latest checkpoints to keep (and the best)")  # fmt: skip
     train.add_argument("--stop-after-epoch", type=_positive_int,
@@ -160,6 +170,7 @@ def _train(args: argparse.Namespace) -> int:
             run = train_run(
                 config, out, fresh=args.fresh, verbose=not args.quiet, should_stop=stop,
                 stop_after_epoch=args.stop_after_epoch, keep=args.keep,
+                checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard,
             )  # fmt: skip
     except TrainingInterrupted as interrupted:
         print(

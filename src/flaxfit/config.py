@@ -11,6 +11,7 @@ from flaxfit.data import DATASETS
 from flaxfit.models import MODELS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+MONITORS = ("test_loss", "test_accuracy", "train_loss", "train_accuracy")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "onecycle")
 
 
@@ -35,6 +36,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     clip_norm: float | None = None
+    early_stop_patience: int = 0
+    early_stop_monitor: str = "test_loss"
+    early_stop_min_delta: float = 0.0
     seed: int = 0
     steps_per_dispatch: int | None = None
     eval_batch_size: int = 250
@@ -74,6 +78,17 @@ class TrainConfig:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             problems.append(f"clip_norm must be positive, got {self.clip_norm}")
+        if not isinstance(self.early_stop_patience, int) or self.early_stop_patience < 0:
+            problems.append(
+                f"early_stop_patience must be 0 (off) or more, got {self.early_stop_patience!r}"
+            )
+        if self.early_stop_monitor not in MONITORS:
+            problems.append(
+                f"early_stop_monitor {self.early_stop_monitor!r} is unknown; "
+                f"choose one of: {', '.join(MONITORS)}"
+            )
+        if not self.early_stop_min_delta >= 0:
+            problems.append(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}")
         if problems:
             raise ValueError("; ".join(problems))
 

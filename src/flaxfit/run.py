@@ -8,8 +8,6 @@ written atomically; params are msgpack (flax.serialization), never pickle.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -25,11 +23,12 @@ from flax import linen as nn
 from flax import serialization
 from flax.training.train_state import TrainState
 
+from flaxfit.callbacks import HISTORY_FILE, METRICS_FILE, EarlyStopping, HistoryFiles, TensorBoard
 from flaxfit.checkpoints import CHECKPOINTS_DIR, Checkpointer, latest_step, restore
 from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, load_dataset
 from flaxfit.files import write_atomic
-from flaxfit.history import COLUMNS, History
+from flaxfit.history import History
 from flaxfit.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.models import create_model
@@ -37,9 +36,8 @@ from flaxfit.optim import make_optimizer
 from flaxfit.train import create_train_state, train_step
 
 CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.csv"
 PARAMS_FILE = "params.msgpack"
+TENSORBOARD_DIR = "tensorboard"
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, "manifest.json")
 
 
@@ -91,17 +89,6 @@ def load_params(path: str | os.PathLike, template: Any) -> Any:
     return restored
 
 
-def write_history(directory: str | os.PathLike, history: History) -> None:
-    """history.json (all of it) and metrics.csv (one row per epoch), atomically."""
-    directory = Path(directory)
-    write_atomic(directory / HISTORY_FILE, json.dumps(history.to_dict(), indent=2) + "\n")
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history.rows)
-    write_atomic(directory / METRICS_FILE, table.getvalue())
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -129,16 +116,6 @@ def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
         template = create_train_state(create_model(config.model), jax.random.key(0)).params
         params = load_params(directory / PARAMS_FILE, template)
     return Run(directory, config, history, params)
-
-
-class _WriteHistory:
-    """Callback: rewrite history.json and metrics.csv after every epoch."""
-
-    def __init__(self, directory: Path, history: History):
-        self.directory, self.history = directory, history
-
-    def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, float]) -> None:
-        write_history(self.directory, self.history)
 
 
 def config_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
@@ -195,7 +172,8 @@ def train_run(
     should_stop: Callable[[], bool] | None = None,
     stop_after_epoch: int | None = None,
     keep: int = 3,
-    monitor: str = "test_accuracy",
+    checkpoint_every: int = 1,
+    tensorboard: bool = False,
     callbacks: Sequence[object] = (),
     train_step: TrainStep = train_step,
     log: Callable[[str], None] = print,
@@ -247,10 +225,25 @@ def train_run(
 
     checkpointer = Checkpointer(
         checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
-        config=config.to_dict(), keep=keep, monitor=monitor,
+        config=config.to_dict(), keep=keep, every_epochs=checkpoint_every,
+        monitor=config.early_stop_monitor if config.early_stop_patience else "test_accuracy",
         stream=sys.stdout if verbose else None,
     )  # fmt: skip
-    run_callbacks = [_WriteHistory(directory, history), checkpointer, *callbacks]
+    run_callbacks = [HistoryFiles(directory, history), checkpointer, *callbacks]
+    if config.early_stop_patience:
+        # Decides when to stop (counting epochs before a resume too); the best
+        # params come back from the best checkpoint, which survives a resume.
+        run_callbacks.append(
+            EarlyStopping(
+                config.early_stop_monitor,
+                config.early_stop_patience,
+                config.early_stop_min_delta,
+                restore_best=False,
+                history=history,
+            )  # fmt: skip
+        )
+    if tensorboard:
+        run_callbacks.append(TensorBoard(directory / TENSORBOARD_DIR))
     if stop_after_epoch is not None:
         run_callbacks.append(_StopAfterEpoch(stop_after_epoch))
     try:
@@ -261,8 +254,14 @@ def train_run(
             callbacks=run_callbacks, history=history, start=start, train_step=train_step,
             verbose=verbose, should_stop=should_stop,
         )  # fmt: skip
+        finished = stop_after_epoch is None or len(history) >= config.epochs
+        if finished and config.early_stop_patience:
+            best = checkpointer.manager.best_step()
+            if best is not None and best != int(state.step):
+                log(f"early stopping: restoring the params of the best checkpoint (step {best})")
+                state = state.replace(params=restore(checkpoints, state, best).state.params)
     finally:
         checkpointer.close()
-    if stop_after_epoch is None or len(history) >= config.epochs:
+    if finished:
         save_params(directory / PARAMS_FILE, state.params)
     return Run(directory, config, history, jax.device_get(state.params))

@@ -33,6 +33,8 @@ class EarlyStopping(Callback):
         min_delta: how much better than the best an epoch must be to count (0 or more).
         mode: "min", "max", or "auto": "min" for *loss, "max" for *accuracy.
         restore_best: return the best epoch's params from fit, not the last epoch's.
+        history: a History that fit continues (a resumed run): its earlier
+            epochs count towards the best value and the patience.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         mode: Literal["auto", "min", "max"] = "auto",
         restore_best: bool = True,
+        history: History | None = None,
     ):
         if monitor not in MONITORABLE:
             raise ValueError(
@@ -63,6 +66,7 @@ class EarlyStopping(Callback):
         self.min_delta = float(min_delta)
         self.mode = _resolve_mode(monitor, mode)
         self.restore_best = restore_best
+        self.history = history
         self._reset()
 
     def _reset(self) -> None:
@@ -74,8 +78,15 @@ class EarlyStopping(Callback):
         self.wait = 0  # epochs since the last improvement
 
     def on_fit_begin(self, state: Any, total_epochs: int) -> None:
-        # One instance may serve several fits; each starts from nothing.
+        # One instance may serve several fits; each starts from nothing, or from
+        # the epochs already in the history it continues.
         self._reset()
+        for row in self.history.rows if self.history is not None else ():
+            value = float(row[self.monitor])
+            if self._improves(value):
+                self.best_epoch, self.best_value, self.wait = int(row["epoch"]), value, 0
+            else:
+                self.wait += 1
 
     def on_epoch_end(self, epoch: int, state: Any, metrics: dict[str, float]) -> bool:
         value = float(metrics[self.monitor])
