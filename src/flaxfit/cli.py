@@ -53,53 +53,52 @@ def _existing_dir(text: str) -> Path:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from flaxfit import __version__
+def _add_config_flags(command: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (the run's config), plus --config FILE."""
     from flaxfit.config import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
     from flaxfit.data import DATASETS
     from flaxfit.models import MODELS
 
     defaults = TrainConfig()
+    add = command.add_argument
+    add("--config", type=Path, help="a config.json to start from; flags given override it")
+    add("--model", choices=sorted(MODELS), default=defaults.model)
+    add("--dataset", choices=DATASETS, default=defaults.dataset)
+    add("--data-dir", type=_existing_dir, help="a directory of the 4 IDX files")
+    add("--epochs", type=_positive_int, default=defaults.epochs)
+    add("--batch-size", type=_positive_int, default=defaults.batch_size)
+    add("--lr", type=_positive_float, default=defaults.lr, help="(peak) learning rate")
+    add("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule")
+    add("--warmup-epochs", type=float, default=defaults.warmup_epochs,
+        help="warmup_cosine: epochs of linear warm-up")  # fmt: skip
+    add("--decay-rate", type=float, default=defaults.decay_rate,
+        help="exponential: factor per epoch")  # fmt: skip
+    add("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    add("--momentum", type=float, default=defaults.momentum, help="sgd momentum")
+    add("--weight-decay", type=float, default=defaults.weight_decay)
+    add("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
+    add("--seed", type=int, default=defaults.seed)
+    add("--steps-per-dispatch", type=_positive_int, help="train steps per compiled call (64)")
+    add("--eval-batch-size", type=_positive_int, default=defaults.eval_batch_size)
+    add("--early-stop-patience", type=int, default=defaults.early_stop_patience,
+        help="stop after this many epochs without improvement (0: off)")  # fmt: skip
+    add("--early-stop-monitor", choices=MONITORS, default=defaults.early_stop_monitor)
+    add("--early-stop-min-delta", type=float, default=defaults.early_stop_min_delta)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flaxfit import __version__
+
     parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
     parser.add_argument("--version", action="version", version=f"flaxfit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model into a run directory")
-    parser.train_parser = train  # main() re-reads defaults from --config into it
-    train.add_argument("--model", choices=sorted(MODELS), default=defaults.model)
-    train.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
-    train.add_argument("--data-dir", type=_existing_dir, help="a directory of the 4 IDX files")
-    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size)
-    train.add_argument("--lr", type=_positive_float, default=defaults.lr, help="learning rate")
-    train.add_argument(
-        "--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule"
-    )
-    train.add_argument("--warmup-epochs", type=float, default=defaults.warmup_epochs,
-                       help="warmup_cosine: epochs of linear warm-up")  # fmt: skip
-    train.add_argument("--decay-rate", type=float, default=defaults.decay_rate,
-                       help="exponential: factor per epoch")  # fmt: skip
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    train.add_argument("--momentum", type=float, default=defaults.momentum, help="sgd momentum")
-    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    train.add_argument(
-        "--clip-norm", type=_positive_float, help="clip gradients to this global norm"
-    )
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument(
-        "--steps-per-dispatch", type=_positive_int, help="train steps per compiled call (64)"
-    )
-    train.add_argument("--eval-batch-size", type=_positive_int, default=defaults.eval_batch_size)
+    _add_config_flags(train)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL)")
     train.add_argument(
         "--fresh", action="store_true", help="start over instead of continuing the run in --out"
     )
-    train.add_argument("--early-stop-patience", type=int, default=defaults.early_stop_patience,
-                       help="stop after this many epochs without improvement (0: off)")  # fmt: skip
-    train.add_argument("--early-stop-monitor", choices=MONITORS,
-                       default=defaults.early_stop_monitor)  # fmt: skip
-    train.add_argument("--early-stop-min-delta", type=float,
-                       default=defaults.early_stop_min_delta)  # fmt: skip
     train.add_argument("--tensorboard", action="store_true",
                        help="also log to RUN/tensorboard (tensorboardX event files)")  # fmt: skip
     train.add_argument("--checkpoint-every", type=_positive_int, default=1,
@@ -108,9 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="latest checkpoints to keep (and the best)")  # fmt: skip
     train.add_argument("--stop-after-epoch", type=_positive_int,
                        help="stop (resumably) after this epoch")  # fmt: skip
-    train.add_argument("--config", type=Path,
-                       help="a config.json to start from; flags given override it")  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    verify = commands.add_parser(
+        "verify-resume",
+        help="train unbroken and stopped+resumed in a new process; compare bit for bit",
+    )
+    _add_config_flags(verify)
+    verify.add_argument("--stop-after", type=_positive_int, default=1,
+                        help="epochs before the break (default 1)")  # fmt: skip
+    verify.add_argument("--work-dir", type=Path, help="keep both runs here (default: a temp dir)")
+    parser.config_parsers = {"train": train, "verify-resume": verify}  # see main()
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a run, overall and per class")
     evaluate.add_argument("--run", type=_existing_dir, required=True)
@@ -251,6 +258,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_resume(args: argparse.Namespace) -> int:
+    from flaxfit.verify import verify_resume
+
+    config = _config_from_args(args)
+    print(f"verify-resume: {config.model} on {config.dataset}, {config.epochs} epochs; stopped "
+          f"after epoch {args.stop_after} and continued in a new process", flush=True)  # fmt: skip
+    report = verify_resume(config, stop_after=args.stop_after, work_dir=args.work_dir)
+    print(report.format())
+    return 0 if report.bit_exact else 1
+
+
 def _diff_runs(args: argparse.Namespace) -> int:
     from flaxfit.manifest import diff_runs_main
 
@@ -263,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "train" and args.config is not None:
+        if getattr(args, "config", None) is not None:
             # The file's values become the defaults, so flags given still win.
-            parser.train_parser.set_defaults(**_read_config_file(args.config))
+            parser.config_parsers[args.command].set_defaults(**_read_config_file(args.config))
             args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, --version, or a bad flag already reported
         return int(exit.code or 0)
@@ -278,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": _evaluate,
         "predict": _predict,
         "diff-runs": _diff_runs,
+        "verify-resume": _verify_resume,
     }[args.command]
     try:
         return command(args)
