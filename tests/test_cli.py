@@ -251,3 +251,51 @@ def test_diff_runs_names_the_one_flag_that_differs(trained_run, data_dir, tmp_pa
     assert "config.lr" not in out and "libraries" not in out
     assert main(["diff-runs", str(trained_run), str(trained_run)]) == 0
     assert "match" in capsys.readouterr().out
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "softmax", "--epochs", "12", "--batch-size", "50",
+                 "--early-stop-patience", "1", "--early-stop-monitor", "test_accuracy",
+                 "--data-dir", str(data_dir), "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    epochs = json.loads((out / "history.json").read_text())["epochs"]
+    accuracies = [row["test_accuracy"] for row in epochs]
+    assert len(epochs) < 12  # 100 synthetic test digits: accuracy saturates early
+    assert accuracies[-1] <= max(accuracies[:-1])  # the last epoch did not improve
+    assert (out / "params.msgpack").exists()  # an early-stopped run is finished
+    capsys.readouterr()
+    again = main(["train", "--model", "softmax", "--epochs", "12", "--batch-size", "50",
+                  "--early-stop-patience", "1", "--early-stop-monitor", "test_accuracy",
+                  "--data-dir", str(data_dir), "--out", str(out), "--quiet"])  # fmt: skip
+    assert again == 0 and "the run is complete" in capsys.readouterr().out
+
+
+def test_tensorboard_flag_writes_event_files(data_dir, tmp_path):
+    out = tmp_path / "run"
+    flags = ["--model", "softmax", "--epochs", "2", "--batch-size", "50", "--tensorboard"]
+    code = main(["train", *flags, "--data-dir", str(data_dir), "--out", str(out), "--quiet"])
+    assert code == 0
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_config_file_gives_defaults_that_flags_override(data_dir, tmp_path):
+    config_file = tmp_path / "base.json"
+    config_file.write_text(
+        json.dumps({"model": "softmax", "epochs": 1, "batch_size": 60, "lr": 0.01})
+    )
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config_file), "--epochs", "2",
+                 "--data-dir", str(data_dir), "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["model"], saved["batch_size"], saved["lr"]) == ("softmax", 60, 0.01)
+    assert saved["epochs"] == 2
+
+
+def test_a_bad_config_file_is_a_one_line_error(tmp_path, capsys):
+    config_file = tmp_path / "bad.json"
+    config_file.write_text(json.dumps({"model": "softmax", "colour": "red"}))
+    assert main(["train", "--config", str(config_file), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.json: unknown config fields: colour" in err and len(err.splitlines()) == 1
