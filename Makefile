@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 .PHONY: train test lint venv dev clean
 
 train: $(VENV)/.runtime
-	$(BIN)/flaxfit train --model cnn1 --epochs 3 --out runs/default --fresh
+	$(BIN)/flaxfit train --model cnn1 --epochs 3 --out runs/default
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
