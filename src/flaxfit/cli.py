@@ -88,6 +88,7 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from flaxfit import __version__
+    from flaxfit.config import MONITORS
 
     parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
     parser.add_argument("--version", action="version", version=f"flaxfit {__version__}")
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also log to RUN/tensorboard (tensorboardX event files)")  # fmt: skip
     train.add_argument("--checkpoint-every", type=_positive_int, default=1,
                        help="save a checkpoint every N epochs")  # fmt: skip
+    train.add_argument("--best-by", choices=MONITORS,
+                       help="metric that picks the best checkpoint (default: test_accuracy, "
+                            "or the early-stopping monitor)")  # fmt: skip
     train.add_argument("--keep", type=_positive_int, default=3,
                        help="latest checkpoints to keep (and the best)")  # fmt: skip
     train.add_argument("--stop-after-epoch", type=_positive_int,
@@ -178,6 +182,7 @@ def _train(args: argparse.Namespace) -> int:
                 config, out, fresh=args.fresh, verbose=not args.quiet, should_stop=stop,
                 stop_after_epoch=args.stop_after_epoch, keep=args.keep,
                 checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard,
+                best_by=args.best_by,
             )  # fmt: skip
     except TrainingInterrupted as interrupted:
         print(

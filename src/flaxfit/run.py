@@ -173,6 +173,7 @@ def train_run(
     stop_after_epoch: int | None = None,
     keep: int = 3,
     checkpoint_every: int = 1,
+    best_by: str | None = None,
     tensorboard: bool = False,
     callbacks: Sequence[object] = (),
     train_step: TrainStep = train_step,
@@ -223,10 +224,11 @@ def train_run(
         manifest = build_manifest(config, dataset, state, train_step=train_step, command=sys.argv)
         write_manifest(directory, manifest)
 
+    default_best = config.early_stop_monitor if config.early_stop_patience else "test_accuracy"
     checkpointer = Checkpointer(
         checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
         config=config.to_dict(), keep=keep, every_epochs=checkpoint_every,
-        monitor=config.early_stop_monitor if config.early_stop_patience else "test_accuracy",
+        monitor=best_by or default_best,
         stream=sys.stdout if verbose else None,
     )  # fmt: skip
     run_callbacks = [HistoryFiles(directory, history), checkpointer, *callbacks]
