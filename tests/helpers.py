@@ -16,3 +16,17 @@ def make_digits(n: int, seed: int = 0, noise: int = 60) -> tuple[np.ndarray, np.
     labels = rng.integers(0, 10, n).astype(np.uint8)
     images = prototypes[labels] * 200 + rng.integers(0, noise, (n, 28, 28))
     return images.clip(0, 255).astype(np.uint8), labels
+
+
+def write_digits_dir(directory, n_train: int, n_test: int, suffix: str = ""):
+    """Write `make_digits` train/test sets as the four MNIST IDX files; returns `directory`."""
+    from flaxfit.data import write_idx
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, (images, labels) in {
+        "train": make_digits(n_train, seed=0),
+        "t10k": make_digits(n_test, seed=1),
+    }.items():
+        write_idx(directory / f"{stem}-images-idx3-ubyte{suffix}", images)
+        write_idx(directory / f"{stem}-labels-idx1-ubyte{suffix}", labels)
+    return directory

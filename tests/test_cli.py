@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from flaxfit.cli import main
-from flaxfit.data import write_idx
-from helpers import make_digits
+from helpers import make_digits, write_digits_dir
 
 RUN_FILES = {
     "config.json", "history.json", "metrics.csv", "params.msgpack", "manifest.json", "checkpoints",
@@ -19,14 +18,7 @@ RUN_FILES = {
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("digits")
-    for stem, (images, labels) in {
-        "train": make_digits(600, seed=0),
-        "t10k": make_digits(100, seed=1),
-    }.items():
-        write_idx(directory / f"{stem}-images-idx3-ubyte.gz", images)
-        write_idx(directory / f"{stem}-labels-idx1-ubyte.gz", labels)
-    return directory
+    return write_digits_dir(tmp_path_factory.mktemp("idx"), 600, 100, suffix=".gz")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from flax import serialization
 
 from flaxfit.checkpoints import Checkpointer, latest_step, restore
 from flaxfit.config import TrainConfig
-from flaxfit.data import Dataset, Split, write_idx
+from flaxfit.data import Dataset, Split
 from flaxfit.history import History
 from flaxfit.loop import NonFiniteError, TrainingInterrupted
 from flaxfit.run import train_run
 from flaxfit.train import train_step as flaxfit_train_step
-from helpers import make_digits
+from helpers import make_digits, write_digits_dir
 
 TIMING = ("seconds", "images_per_second")
 
@@ -153,14 +153,7 @@ def test_checkpoints_keep_the_last_k_and_the_best(tmp_path, monitor, values, bes
 
 @pytest.fixture(scope="module")
 def idx_data(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("idx")
-    for stem, (images, labels) in {
-        "train": make_digits(2000, 0),
-        "t10k": make_digits(200, 1),
-    }.items():
-        write_idx(directory / f"{stem}-images-idx3-ubyte", images)
-        write_idx(directory / f"{stem}-labels-idx1-ubyte", labels)
-    return directory
+    return write_digits_dir(tmp_path_factory.mktemp("idx"), 2000, 200)
 
 
 def train_command(idx_data, out, *extra):

@@ -2,22 +2,15 @@ import pytest
 
 from flaxfit.cli import main
 from flaxfit.config import TrainConfig
-from flaxfit.data import Dataset, Split, write_idx
+from flaxfit.data import Dataset, Split
 from flaxfit.run import train_run
 from flaxfit.verify import compare_runs
-from helpers import make_digits
+from helpers import make_digits, write_digits_dir
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("idx")
-    for stem, (images, labels) in {
-        "train": make_digits(400, 0),
-        "t10k": make_digits(100, 1),
-    }.items():
-        write_idx(directory / f"{stem}-images-idx3-ubyte", images)
-        write_idx(directory / f"{stem}-labels-idx1-ubyte", labels)
-    return directory
+    return write_digits_dir(tmp_path_factory.mktemp("idx"), 400, 100)
 
 
 def test_verify_resume_reports_bit_exact(data_dir, tmp_path, capsys):
