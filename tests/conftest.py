@@ -20,6 +20,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's real cache."""
     monkeypatch.setenv("FLAXFIT_CACHE", str(tmp_path_factory.mktemp("cache")))
 
+
 IDX_STEMS = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

@@ -13,7 +13,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from flaxfit.config import TrainConfig
 
 USAGE_ERROR = 2
 NON_FINITE = 3
@@ -142,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_from_args(args: argparse.Namespace):
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     import dataclasses
 
     from flaxfit.config import TrainConfig

@@ -38,7 +38,7 @@ from flaxfit.train import create_train_state, train_step
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
 TENSORBOARD_DIR = "tensorboard"
-RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, "manifest.json")
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, MANIFEST_FILE)
 
 
 class RunError(ValueError):
@@ -196,9 +196,8 @@ def train_run(
     resume = check_run_dir(directory, config, fresh=fresh)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
-    steps = steps_per_epoch(
-        len(dataset.train), config.batch_size
-    )  # raises if the batch is too large
+    # Raises (before anything is written) if the batch is larger than the data.
+    steps = steps_per_epoch(len(dataset.train), config.batch_size)
 
     model = create_model(config.model)
     state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
