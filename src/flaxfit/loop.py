@@ -22,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.training.train_state import TrainState
+from jax.sharding import Mesh
 
 from flaxfit.callbacks import ProgressBar, call_hooks
 from flaxfit.compile_watch import watch_compiles
 from flaxfit.history import History
 from flaxfit.models import NUM_CLASSES
+from flaxfit.sharding import check_batch_size, data_mesh, replicate, split_batch
 from flaxfit.train import EvalMetrics, eval_step, to_model_inputs, train_step
 
 TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
@@ -96,7 +98,7 @@ def chunk_sizes(total_steps: int, steps_per_dispatch: int | None) -> list[int]:
 
 @partial(
     jax.jit,
-    static_argnames=("num_steps", "batch_size", "train_step", "num_classes"),
+    static_argnames=("num_steps", "batch_size", "train_step", "num_classes", "mesh"),
     donate_argnames=("state",),
 )
 def run_steps(
@@ -110,6 +112,7 @@ def run_steps(
     batch_size: int,
     train_step: TrainStep = train_step,
     num_classes: int = NUM_CLASSES,
+    mesh: Mesh | None = None,
 ) -> tuple[TrainState, jax.Array, jax.Array]:
     """Run steps `first_step .. first_step + num_steps - 1` of an epoch in one compiled scan.
 
@@ -122,6 +125,7 @@ def run_steps(
 
     def one_step(state: TrainState, batch: jax.Array):
         inputs, onehot = to_model_inputs(images[batch], labels[batch], num_classes)
+        inputs, onehot = split_batch(inputs, mesh), split_batch(onehot, mesh)
         # The same forward pass runs inside the loss; XLA computes it once.
         logits = state.apply_fn({"params": state.params}, inputs, get_logits=True)
         correct = jnp.sum(jnp.argmax(logits, -1) == jnp.argmax(onehot, -1), dtype=jnp.int32)
@@ -178,6 +182,7 @@ def run_epoch(
     num_classes: int = NUM_CLASSES,
     on_steps: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[TrainState, EpochProgress]:
     """Continue `progress.epoch` from `progress.steps_done` until it ends or `should_stop()`.
 
@@ -190,7 +195,7 @@ def run_epoch(
         NonFiniteError: a loss (or, at the epoch's end, a param) is NaN or Inf.
     """
     total = steps_per_epoch(len(images), batch_size)
-    order = jax.device_put(epoch_order(seed, progress.epoch, len(images)))
+    order = _place(epoch_order(seed, progress.epoch, len(images)), mesh)
     done = progress.steps_done
     pending: list[tuple[int, jax.Array, jax.Array]] = []
 
@@ -211,6 +216,7 @@ def run_epoch(
         state, chunk_losses, chunk_correct = run_steps(
             state, images, labels, order, done,
             num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
+            mesh=mesh,
         )  # fmt: skip
         pending.append((done, chunk_losses, chunk_correct))
         done += size
@@ -231,6 +237,10 @@ def run_epoch(
         if on_steps is not None:
             on_steps(total, total)
     return state, progress
+
+
+def _place(x: Any, mesh: Mesh | None) -> Any:
+    return jax.device_put(x) if mesh is None else replicate(x, mesh)
 
 
 @jax.jit
@@ -279,7 +289,7 @@ def train_epoch(
     return state, epoch_metrics(progress, batch_size)
 
 
-@partial(jax.jit, static_argnames=("eval_step", "batch_size", "num_classes"))
+@partial(jax.jit, static_argnames=("eval_step", "batch_size", "num_classes", "mesh"))
 def _evaluate_all(
     state: TrainState,
     images: jax.Array,
@@ -288,6 +298,7 @@ def _evaluate_all(
     eval_step: EvalStep,
     batch_size: int,
     num_classes: int,
+    mesh: Mesh | None = None,
 ) -> EvalMetrics:
     # Pad to whole batches and mask the padding, so every example counts once.
     n = images.shape[0]
@@ -300,7 +311,8 @@ def _evaluate_all(
     def one_batch(totals: EvalMetrics, batch: tuple[jax.Array, jax.Array, jax.Array]):
         batch_images, batch_labels, batch_mask = batch
         inputs, onehot = to_model_inputs(batch_images, batch_labels, num_classes)
-        metrics = eval_step(state, inputs, onehot, batch_mask)
+        inputs, onehot = split_batch(inputs, mesh), split_batch(onehot, mesh)
+        metrics = eval_step(state, inputs, onehot, split_batch(batch_mask, mesh))
         return jax.tree.map(jnp.add, totals, metrics), None
 
     def batched(x: jax.Array) -> jax.Array:
@@ -313,6 +325,12 @@ def _evaluate_all(
     return totals
 
 
+def _eval_batch_size(batch_size: int, num_examples: int, mesh: Mesh | None) -> int:
+    devices = 1 if mesh is None else mesh.size
+    batch_size = min(batch_size, num_examples)
+    return -(-batch_size // devices) * devices  # round up: padded rows are masked
+
+
 def evaluate(
     state: TrainState,
     data: Data,
@@ -320,8 +338,12 @@ def evaluate(
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     eval_step: EvalStep = eval_step,
     num_classes: int = NUM_CLASSES,
+    mesh: Mesh | None = None,
 ) -> dict[str, float]:
     """Loss and accuracy over every example of `data`, each counted exactly once.
+
+    With a `mesh`, each batch is split over its devices; the batch size is
+    rounded up to a multiple of the device count (padding is masked).
 
     Returns:
         {"loss": mean loss, "accuracy": correct / count, "correct": int, "count": int}.
@@ -365,6 +387,7 @@ def fit(
     start: EpochProgress | None = None,
     history: History | None = None,
     should_stop: Callable[[], bool] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
 
@@ -384,6 +407,8 @@ def fit(
         verbose: add a `ProgressBar` (bar on a terminal, one line per epoch).
         start, history: continue an earlier run from where `start` says (a
             checkpoint's `EpochProgress`), appending to its `history`.
+        mesh: devices to split every batch over (data parallel); default: a
+            "data" mesh of all devices. batch_size must divide by its size.
         should_stop: polled after every chunk; when it returns True, fit calls
             `on_interrupt(state, progress, history)` on the callbacks (a
             checkpointer saves there) and raises `TrainingInterrupted`.
@@ -398,18 +423,24 @@ def fit(
     """
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
-    train_images, train_labels = (jax.device_put(x) for x in as_arrays(train, "train"))
+    mesh = data_mesh() if mesh is None else mesh
+    check_batch_size(batch_size, mesh)
+    # Data and state live in full on every device; batches are split inside the step.
+    state = replicate(state, mesh)
+    train_images, train_labels = (replicate(x, mesh) for x in as_arrays(train, "train"))
     steps_total = steps_per_epoch(len(train_images), batch_size)
     test_arrays = (
-        None if test is None else tuple(jax.device_put(x) for x in as_arrays(test, "test"))
+        None if test is None else tuple(replicate(x, mesh) for x in as_arrays(test, "test"))
     )
     callbacks = ([ProgressBar()] if verbose else []) + list(callbacks)
     history = History() if history is None else history
     epoch_kwargs = dict(
         batch_size=batch_size, seed=seed, train_step=train_step,
-        steps_per_dispatch=steps_per_dispatch, num_classes=num_classes,
+        steps_per_dispatch=steps_per_dispatch, num_classes=num_classes, mesh=mesh,
     )  # fmt: skip
-    eval_kwargs = dict(batch_size=eval_batch_size, eval_step=eval_step, num_classes=num_classes)
+    eval_kwargs = dict(
+        batch_size=eval_batch_size, eval_step=eval_step, num_classes=num_classes, mesh=mesh
+    )
 
     # Compile every program up front, so epoch times are steady-state times.
     with watch_compiles() as compiled:
@@ -477,18 +508,20 @@ def fit(
 def _precompile(state, images, labels, test_arrays, steps_total, epoch_kwargs, eval_kwargs) -> None:
     """Compile the chunk programs an epoch uses, and evaluation, without running them."""
     batch_size = epoch_kwargs["batch_size"]
-    order = jax.device_put(epoch_order(0, 0, len(images)))
+    order = _place(epoch_order(0, 0, len(images)), epoch_kwargs["mesh"])
     for size in set(chunk_sizes(steps_total, epoch_kwargs["steps_per_dispatch"])):
         run_steps.lower(
             state, images, labels, order, 0,
             num_steps=size, batch_size=batch_size,
             train_step=epoch_kwargs["train_step"], num_classes=epoch_kwargs["num_classes"],
+            mesh=epoch_kwargs["mesh"],
         ).compile()  # fmt: skip
     if test_arrays is not None:
         test_images, test_labels = test_arrays
+        mesh = eval_kwargs["mesh"]
         _evaluate_all.lower(
             state, test_images, test_labels,
             eval_step=eval_kwargs["eval_step"],
-            batch_size=min(eval_kwargs["batch_size"], len(test_images)),
-            num_classes=eval_kwargs["num_classes"],
+            batch_size=_eval_batch_size(eval_kwargs["batch_size"], len(test_images), mesh),
+            num_classes=eval_kwargs["num_classes"], mesh=mesh,
         ).compile()  # fmt: skip
