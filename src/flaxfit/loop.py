@@ -509,6 +509,7 @@ def _precompile(state, images, labels, test_arrays, steps_total, epoch_kwargs, e
     """Compile the chunk programs an epoch uses, and evaluation, without running them."""
     batch_size = epoch_kwargs["batch_size"]
     order = _place(epoch_order(0, 0, len(images)), epoch_kwargs["mesh"])
+    all_finite.lower(state.params).compile()
     for size in set(chunk_sizes(steps_total, epoch_kwargs["steps_per_dispatch"])):
         run_steps.lower(
             state, images, labels, order, 0,
