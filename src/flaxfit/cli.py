@@ -58,7 +58,7 @@ def _existing_dir(text: str) -> Path:
 
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (the run's config), plus --config FILE."""
-    from flaxfit.config import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
+    from flaxfit.config import DTYPES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
     from flaxfit.data import DATASETS
     from flaxfit.models import MODELS
 
@@ -83,6 +83,8 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=defaults.seed)
     add("--steps-per-dispatch", type=_positive_int, help="train steps per compiled call (64)")
     add("--eval-batch-size", type=_positive_int, default=defaults.eval_batch_size)
+    add("--dtype", choices=DTYPES, default=defaults.dtype,
+        help="compute dtype; bfloat16 keeps float32 params and loss (mixed precision)")  # fmt: skip
     add("--early-stop-patience", type=int, default=defaults.early_stop_patience,
         help="stop after this many epochs without improvement (0: off)")  # fmt: skip
     add("--early-stop-monitor", choices=MONITORS, default=defaults.early_stop_monitor)

@@ -11,6 +11,7 @@ from flaxfit.data import DATASETS
 from flaxfit.models import MODELS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+DTYPES = ("float32", "bfloat16")
 MONITORS = ("test_loss", "test_accuracy", "train_loss", "train_accuracy")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "onecycle")
 
@@ -42,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     steps_per_dispatch: int | None = None
     eval_batch_size: int = 250
+    dtype: str = "float32"
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -52,6 +54,8 @@ class TrainConfig:
             problems.append(
                 f"dataset {self.dataset!r} is unknown; choose one of: {', '.join(DATASETS)}"
             )
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype {self.dtype!r} is unknown; choose one of: {', '.join(DTYPES)}")
         if self.schedule not in SCHEDULES:
             problems.append(
                 f"schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}"
@@ -91,6 +95,14 @@ class TrainConfig:
             problems.append(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def make_model(self) -> Any:
+        """The flax module this config trains, computing in `dtype` (params stay float32)."""
+        import jax.numpy as jnp
+
+        from flaxfit.models import create_model
+
+        return create_model(self.model, dtype=jnp.dtype(self.dtype))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -31,7 +31,6 @@ from flaxfit.files import write_atomic
 from flaxfit.history import History
 from flaxfit.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
-from flaxfit.models import create_model
 from flaxfit.optim import make_optimizer
 from flaxfit.train import create_train_state, train_step
 
@@ -56,7 +55,7 @@ class Run:
 
     @property
     def model(self) -> nn.Module:
-        return create_model(self.config.model)
+        return self.config.make_model()
 
 
 def save_params(path: str | os.PathLike, params: Any) -> Path:
@@ -113,7 +112,7 @@ def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
     history = History.from_dict(_read_json(history_path)) if history_path.exists() else History()
     params = None
     if with_params:
-        template = create_train_state(create_model(config.model), jax.random.key(0)).params
+        template = create_train_state(config.make_model(), jax.random.key(0)).params
         params = load_params(directory / PARAMS_FILE, template)
     return Run(directory, config, history, params)
 
@@ -199,7 +198,7 @@ def train_run(
     # Raises (before anything is written) if the batch is larger than the data.
     steps = steps_per_epoch(len(dataset.train), config.batch_size)
 
-    model = create_model(config.model)
+    model = config.make_model()
     state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
     history, start = History(), None
     checkpoints = directory / CHECKPOINTS_DIR

@@ -22,7 +22,6 @@ import numpy as np
 from flaxfit.checkpoints import CHECKPOINTS_DIR, restore
 from flaxfit.config import TrainConfig
 from flaxfit.history import COLUMNS
-from flaxfit.models import create_model
 from flaxfit.optim import make_optimizer
 from flaxfit.train import create_train_state
 
@@ -85,7 +84,7 @@ def compare_runs(full: Path, resumed: Path, config: TrainConfig) -> ResumeReport
     """Compare the latest checkpoints of two runs of `config`, part by part."""
     # Only the structure matters here: the schedule's length does not change it.
     template = create_train_state(
-        create_model(config.model), jax.random.key(config.seed), make_optimizer(config, 1)
+        config.make_model(), jax.random.key(config.seed), make_optimizer(config, 1)
     )
     a = restore(full / CHECKPOINTS_DIR, template)
     b = restore(resumed / CHECKPOINTS_DIR, template)
