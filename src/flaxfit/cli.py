@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-after-epoch", type=_positive_int,
                        help="stop (resumably) after this epoch")  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--distributed", action="store_true",
+                       help="join a multi-process job (jax.distributed) first")  # fmt: skip
+    train.add_argument(
+        "--coordinator", help="host:port of process 0 (else JAX_COORDINATOR_ADDRESS)"
+    )
+    train.add_argument("--num-processes", type=_positive_int, help="else JAX_NUM_PROCESSES")
+    train.add_argument("--process-id", type=int, help="0..N-1 (else JAX_PROCESS_ID)")
 
     verify = commands.add_parser(
         "verify-resume",
@@ -181,6 +188,10 @@ def _train(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     out = args.out or Path("runs") / config.model
+    if args.distributed:
+        from flaxfit.distributed import initialize
+
+        initialize(args.coordinator, args.num_processes, args.process_id)
     try:
         with StopRequest() as stop:
             run = train_run(
@@ -205,6 +216,15 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return NON_FINITE
+    if args.distributed:  # every process: equal hashes show the replicas stayed in step
+        import jax
+
+        from flaxfit.manifest import params_sha256
+
+        print(f"process {jax.process_index()}/{jax.process_count()}: "
+              f"params sha256 {params_sha256(run.params)}", flush=True)  # fmt: skip
+        if jax.process_index() != 0:
+            return 0
     if not run.history.rows:
         return 0
     last = run.history.last

@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.training.train_state import TrainState
 
 import flaxfit
@@ -388,3 +389,16 @@ def diff_runs_main(a: str, b: str) -> int:
     differences = diff_runs(a, b)
     print(format_diff(differences, a, b))
     return 1 if differences else 0
+
+
+def params_sha256(params: Any) -> str:
+    """sha256 over every params array's path, dtype, shape and bytes, in path order."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(
+        jax.tree_util.tree_flatten_with_path(params)[0],
+        key=lambda item: jax.tree_util.keystr(item[0]),
+    ):
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -27,6 +27,7 @@ from flaxfit.callbacks import HISTORY_FILE, METRICS_FILE, EarlyStopping, History
 from flaxfit.checkpoints import CHECKPOINTS_DIR, Checkpointer, latest_step, restore
 from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, load_dataset
+from flaxfit.distributed import is_main_process
 from flaxfit.files import write_atomic
 from flaxfit.history import History
 from flaxfit.loop import TrainStep, fit, steps_per_epoch
@@ -58,9 +59,24 @@ class Run:
         return self.config.make_model()
 
 
+def host_copy(tree: Any) -> Any:
+    """A numpy copy of a pytree of (replicated) arrays, also in a multi-process job.
+
+    A replicated array spanning several processes is not fully addressable,
+    but every process holds all of it: its local shard is the whole value.
+    """
+
+    def fetch(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(fetch, tree)
+
+
 def save_params(path: str | os.PathLike, params: Any) -> Path:
     """Write a params dict as msgpack, atomically."""
-    return write_atomic(path, serialization.msgpack_serialize(jax.device_get(params)))
+    return write_atomic(path, serialization.msgpack_serialize(host_copy(params)))
 
 
 def load_params(path: str | os.PathLike, template: Any) -> Any:
@@ -151,6 +167,10 @@ def check_run_dir(directory: Path, config: TrainConfig, *, fresh: bool) -> bool:
     return True
 
 
+def _silent(message: str) -> None:
+    del message
+
+
 class _StopAfterEpoch:
     """Callback: stop (resumably) after a given epoch, as an interruption would."""
 
@@ -192,6 +212,11 @@ def train_run(
             checkpoint stays the latest.
     """
     directory = Path(directory)
+    # In a multi-process job every process trains; only process 0 writes files and talks.
+    main = is_main_process()
+    verbose = verbose and main
+    if not main:
+        log = _silent
     resume = check_run_dir(directory, config, fresh=fresh)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
@@ -212,13 +237,14 @@ def train_run(
             f"resuming {directory} from step {restored.step} "
             f"(epoch {start.epoch}, {start.steps_done} of {steps} steps done)"
         )
-    if not resume and directory.exists():  # --fresh over an old run: clear it
+    if main and not resume and directory.exists():  # --fresh over an old run: clear it
         for name in RUN_FILES:
             (directory / name).unlink(missing_ok=True)
         shutil.rmtree(checkpoints, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / CONFIG_FILE, config.to_json())
-    if not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first manifest
+    if main:
+        write_atomic(directory / CONFIG_FILE, config.to_json())
+    if main and not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first one
         manifest = build_manifest(config, dataset, state, train_step=train_step, command=sys.argv)
         write_manifest(directory, manifest)
 
@@ -229,7 +255,8 @@ def train_run(
         monitor=best_by or default_best,
         stream=sys.stdout if verbose else None,
     )  # fmt: skip
-    run_callbacks = [HistoryFiles(directory, history), checkpointer, *callbacks]
+    run_callbacks = [HistoryFiles(directory, history)] if main else []
+    run_callbacks += [checkpointer, *callbacks]
     if config.early_stop_patience:
         # Decides when to stop (counting epochs before a resume too); the best
         # params come back from the best checkpoint, which survives a resume.
@@ -242,7 +269,7 @@ def train_run(
                 history=history,
             )  # fmt: skip
         )
-    if tensorboard:
+    if tensorboard and main:
         run_callbacks.append(TensorBoard(directory / TENSORBOARD_DIR))
     if stop_after_epoch is not None:
         run_callbacks.append(_StopAfterEpoch(stop_after_epoch))
@@ -262,6 +289,6 @@ def train_run(
                 state = state.replace(params=restore(checkpoints, state, best).state.params)
     finally:
         checkpointer.close()
-    if finished:
+    if finished and main:
         save_params(directory / PARAMS_FILE, state.params)
-    return Run(directory, config, history, jax.device_get(state.params))
+    return Run(directory, config, history, host_copy(state.params))
