@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("run_a", type=_existing_dir)
     diff.add_argument("run_b", type=_existing_dir)
 
+    demo = commands.add_parser("demo", help="the deck's JAX demos: grad (3-D plot), jit (timing)")
+    demo.add_argument("which", choices=("grad", "jit"))
+    demo.add_argument("--out", type=Path, default=Path("grad.png"), help="grad: the PNG to write")
+    demo.add_argument("--calls", type=_positive_int, default=200, help="jit: calls to time")
+
     predict = commands.add_parser("predict", help="read digits from pictures with a run's model")
     predict.add_argument("--run", type=_existing_dir, required=True)
     predict.add_argument("images", nargs="+", type=Path, help="PNG files, any size, RGB or gray")
@@ -299,6 +304,22 @@ def _verify_resume(args: argparse.Namespace) -> int:
     return 0 if report.bit_exact else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from flaxfit import demos
+
+    if args.which == "jit":
+        print(demos.jit_report(args.calls).format())
+        return 0
+    if args.out.parent and not args.out.parent.is_dir():
+        raise ValueError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    from flaxfit.files import atomic_writer
+
+    with atomic_writer(args.out) as file:
+        demos.grad_figure().savefig(file, format="png")
+    print(f"wrote {args.out}: h(x1, x2) = 2 sin x1 sin x2 with its gradient")
+    return 0
+
+
 def _diff_runs(args: argparse.Namespace) -> int:
     from flaxfit.manifest import diff_runs_main
 
@@ -327,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": _predict,
         "diff-runs": _diff_runs,
         "verify-resume": _verify_resume,
+        "demo": _demo,
     }[args.command]
     try:
         return command(args)
