@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("run_a", type=_existing_dir)
     diff.add_argument("run_b", type=_existing_dir)
 
+    plot = commands.add_parser("plot", help="PNGs and a self-contained report.html of a run")
+    plot.add_argument("--run", type=_existing_dir, required=True)
+    plot.add_argument("--out", type=Path, help="where to write (default: RUN/plots)")
+    plot.add_argument("--image-index", type=int, default=0,
+                      help="test image for the feature maps and probabilities")  # fmt: skip
+    plot.add_argument("--data-dir", type=_existing_dir, help="override the run's data")
+
     demo = commands.add_parser("demo", help="the deck's JAX demos: grad (3-D plot), jit (timing)")
     demo.add_argument("which", choices=("grad", "jit"))
     demo.add_argument("--out", type=Path, default=Path("grad.png"), help="grad: the PNG to write")
@@ -304,6 +311,20 @@ def _verify_resume(args: argparse.Namespace) -> int:
     return 0 if report.bit_exact else 1
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from flaxfit.data import load_dataset
+    from flaxfit.plots import write_report
+    from flaxfit.run import load_run
+
+    run = load_run(args.run)
+    data_dir = args.data_dir or run.config.data_dir
+    test = load_dataset(run.config.dataset, data_dir, verbose=False).test
+    report = write_report(run, test.images, test.labels, args.out or args.run / "plots",
+                          image_index=args.image_index)  # fmt: skip
+    print(f"wrote {report} and its PNGs")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from flaxfit import demos
 
@@ -349,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "diff-runs": _diff_runs,
         "verify-resume": _verify_resume,
         "demo": _demo,
+        "plot": _plot,
     }[args.command]
     try:
         return command(args)
