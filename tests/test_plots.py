@@ -73,8 +73,8 @@ def test_feature_maps_of_each_conv_layer():
 def test_figure_functions_take_plain_data(tmp_path):
     history = History()
     for epoch in (1, 2, 3):
-        history.append({"epoch": epoch, "train_loss": 1 / epoch, "train_accuracy": 0.8 + epoch / 100,
-                        "test_loss": 1.1 / epoch, "test_accuracy": 0.79 + epoch / 100,
+        history.append({"epoch": epoch, "train_loss": 1 / epoch, "test_loss": 1.1 / epoch,
+                        "train_accuracy": 0.8 + epoch / 100, "test_accuracy": 0.79 + epoch / 100,
                         "seconds": 1.0, "images_per_second": 1.0})  # fmt: skip
     plot_learning_curves(history).savefig(tmp_path / "curves.png")
     plot_probabilities(np.full(10, 0.1)).savefig(tmp_path / "bars.png")
