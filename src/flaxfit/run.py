@@ -218,6 +218,9 @@ def train_run(
     if not main:
         log = _silent
     resume = check_run_dir(directory, config, fresh=fresh)
+    if resume and (directory / PARAMS_FILE).exists():  # finished: no data or model needed
+        log(f"{directory}: the run is complete; pass --fresh to train it again")
+        return load_run(directory)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
     # Raises (before anything is written) if the batch is larger than the data.
@@ -227,9 +230,6 @@ def train_run(
     state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
     history, start = History(), None
     checkpoints = directory / CHECKPOINTS_DIR
-    if resume and (directory / PARAMS_FILE).exists():
-        log(f"{directory}: the run is complete; pass --fresh to train it again")
-        return load_run(directory)
     if resume and latest_step(checkpoints) is not None:
         restored = restore(checkpoints, state)
         state, start, history = restored.state, restored.progress, restored.history
