@@ -82,11 +82,7 @@ class EarlyStopping(Callback):
         # the epochs already in the history it continues.
         self._reset()
         for row in self.history.rows if self.history is not None else ():
-            value = float(row[self.monitor])
-            if self._improves(value):
-                self.best_epoch, self.best_value, self.wait = int(row["epoch"]), value, 0
-            else:
-                self.wait += 1
+            self._record(int(row["epoch"]), float(row[self.monitor]))
 
     def on_epoch_end(self, epoch: int, state: Any, metrics: dict[str, float]) -> bool:
         value = float(metrics[self.monitor])
@@ -98,14 +94,12 @@ class EarlyStopping(Callback):
                 f"fit() has no test split; pass a test split to fit() or monitor a train_* "
                 f"column (e.g. monitor='train_{self.monitor[len('test_') :]}')"
             )
-        if self._improves(value):
-            self.best_epoch, self.best_value, self.wait = epoch, value, 0
+        if self._record(epoch, value):
             if self.restore_best:
                 # The state is donated to the next step once this hook returns, so keep
                 # an owned host copy: device_get alone may return views of device memory.
                 self.best_params = jax.tree.map(np.array, jax.device_get(state.params))
             return False
-        self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             return True
@@ -117,6 +111,14 @@ class EarlyStopping(Callback):
         # Put the best params where the current ones live (same devices and sharding).
         params = jax.tree.map(_put_like, self.best_params, state.params)
         return state.replace(params=params)
+
+    def _record(self, epoch: int, value: float) -> bool:
+        """Count `epoch` towards the best value or the patience; True if it improved."""
+        if self._improves(value):
+            self.best_epoch, self.best_value, self.wait = epoch, value, 0
+            return True
+        self.wait += 1
+        return False
 
     def _improves(self, value: float) -> bool:
         if self.best_value is None:
