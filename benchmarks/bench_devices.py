@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["softmax", "cnn1", "cnn2", "mlp"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 1024])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--data-dir", help="a directory of the four MNIST IDX files")
     parser.add_argument("--target", type=float, default=0.99)
     parser.add_argument("--max-epochs", type=int, default=10)
     args = parser.parse_args()
@@ -35,7 +36,7 @@ def main() -> None:
     devices = jax.devices()
     print(f"# {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}), "
           f"jax {jax.__version__}")  # fmt: skip
-    data = flaxfit.load_mnist()
+    data = flaxfit.load_mnist(args.data_dir)
     print(f"{'model':8} {'batch':>6} {'images/s':>12} {'s/epoch':>8} {'compile s':>9}")
     for name in args.models:
         for batch in args.batch_sizes:

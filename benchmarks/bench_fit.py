@@ -37,9 +37,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="per loop; the first is warm-up")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", help="a directory of the four MNIST IDX files")
     args = parser.parse_args()
 
-    data = flaxfit.load_mnist()
+    data = flaxfit.load_mnist(args.data_dir)
     print(f"# {platform.processor() or platform.machine()}, {jax.device_count()} x "
           f"{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch_size}, "
           f"{args.epochs} epochs per loop (first left out)")  # fmt: skip

@@ -60,6 +60,7 @@ def train_step_mflop_per_image(batch_size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--data-dir", help="a directory of the four MNIST IDX files")
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
@@ -70,7 +71,7 @@ def main() -> None:
         f"cnn1 train step: {mflop:.1f} MFLOP/image by XLA's count ({PAPER_MFLOP_PER_IMAGE} nominal)"
     )
 
-    data = flaxfit.load_mnist(verbose=False)
+    data = flaxfit.load_mnist(args.data_dir, verbose=False)
     state = flaxfit.create_train_state(flaxfit.SingleLayerCNN(), jax.random.key(0))
     _, history = flaxfit.fit(state, data.train, data.test, epochs=args.epochs,
                              batch_size=args.batch_size, verbose=False)  # fmt: skip
