@@ -3,9 +3,12 @@
 XLA:CPU runs convolution and reduce-window gradients inside `lax.scan` far
 slower than at top level (jax issue 12868). Written as shifted slices + matmul
 and reshape + max, the same functions stay fast inside a scan, which lets
-`fit()` run many steps per dispatch. On GPU/TPU the native ops are used.
-Parameters are named and initialised as in `nn.Conv`, so a params dict moves
-freely between the two.
+`fit()` run many steps per dispatch. On GPU/TPU the native convolution is
+used. The pool is reshape + max on every backend unless "native" is asked
+for: nn.max_pool's gradient is a select-and-scatter, which XLA:GPU cannot run
+deterministically (and refuses to compile under --xla_gpu_deterministic_ops),
+so it would cost bit-exact resume on GPU. Parameters are named and
+initialised as in `nn.Conv`, so a params dict moves freely between the two.
 """
 
 from __future__ import annotations
@@ -74,8 +77,11 @@ class Conv(nn.Module):
 
 
 def relu_max_pool_2x2(x: jax.Array, impl: Impl = "auto") -> jax.Array:
-    """`nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))` for (B, H, W, C), H and W even."""
-    if resolve_impl(impl) == "native":
+    """`nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))` for (B, H, W, C), H and W even.
+
+    Only an explicit impl="native" runs nn.max_pool itself (see the module docstring).
+    """
+    if impl != "auto" and resolve_impl(impl) == "native":
         return nn.max_pool(nn.relu(x), window_shape=(2, 2), strides=(2, 2))
     # relu and max commute, so pooling first runs relu on a quarter of the values.
     b, h, w, c = x.shape
