@@ -363,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     args.argv = argv
+    if args.command in ("train", "verify-resume"):
+        from flaxfit.xla_env import request_deterministic_gpu
+
+        request_deterministic_gpu()  # bit-exact resume on GPU too (see flaxfit.xla_env)
     command = {
         "train": _train,
         "evaluate": _evaluate,
