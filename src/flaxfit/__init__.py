@@ -9,6 +9,7 @@ data -> models -> train step -> fit -> checkpoints/metrics -> CLI, plots, server
     state, history = flaxfit.fit(state, data.train, data.test, epochs=3, batch_size=128)
 """
 
+from flaxfit import params as params
 from flaxfit.callbacks import Callback as Callback
 from flaxfit.callbacks import EarlyStopping as EarlyStopping
 from flaxfit.callbacks import HistoryFiles as HistoryFiles
@@ -41,6 +42,8 @@ from flaxfit.models import SingleLayerCNN as SingleLayerCNN
 from flaxfit.models import SoftmaxRegression as SoftmaxRegression
 from flaxfit.models import create_model as create_model
 from flaxfit.optim import make_optimizer as make_optimizer
+from flaxfit.params import Lineage as Lineage
+from flaxfit.params import ParamsError as ParamsError
 from flaxfit.run import Run as Run
 from flaxfit.run import RunError as RunError
 from flaxfit.run import load_run as load_run
@@ -86,9 +89,12 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist",
+    "Lineage",
+    "ParamsError",
     "load_run",
     "loss_fn",
     "make_optimizer",
+    "params",
     "restore_checkpoint",
     "train_epoch",
     "train_run",
