@@ -14,6 +14,24 @@ def test_defaults_are_make_trains_run():
 def test_json_round_trip():
     config = TrainConfig(model="softmax", epochs=5, data_dir="/data")
     assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+    transfer = TrainConfig(init_from="runs/A", init_only=["Conv_0/*"], freeze=("Conv_0/*",))
+    assert transfer.init_only == ("Conv_0/*",)  # lists from JSON become tuples
+    assert transfer.to_dict()["freeze"] == ["Conv_0/*"]  # and back to plain JSON lists
+    assert TrainConfig.from_dict(json.loads(transfer.to_json())) == transfer
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"freeze": "Conv_0/*"}, "freeze must be a list of path patterns, got 'Conv_0/\\*'"),
+        ({"init_only": [3]}, "init_only must be a list of path patterns"),
+        ({"init_only": ["Conv_0/*"]}, "init_only and init_strict need init_from"),
+        ({"init_strict": True}, "init_only and init_strict need init_from"),
+    ],
+)
+def test_bad_transfer_fields_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**values)
 
 
 @pytest.mark.parametrize(

@@ -89,11 +89,28 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
         help="stop after this many epochs without improvement (0: off)")  # fmt: skip
     add("--early-stop-monitor", choices=MONITORS, default=defaults.early_stop_monitor)
     add("--early-stop-min-delta", type=float, default=defaults.early_stop_min_delta)
+    add("--init-from", help="start from this run's params, matched by path (e.g. runs/A)")
+    add(
+        "--only",
+        dest="init_only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="--init-from: take only paths matching this glob (e.g. 'Conv_0/*'); repeatable",
+    )
+    add(
+        "--init-strict",
+        action="store_true",
+        help="--init-from: fail unless every selected path is there with the same shape",
+    )
+    add("--freeze", action="append", default=[], metavar="PATTERN",
+        help="keep params matching this glob fixed (e.g. 'Conv_*/*'); repeatable")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     from flaxfit import __version__
     from flaxfit.config import MONITORS
+    from flaxfit.models import MODELS
 
     parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
     parser.add_argument("--version", action="version", version=f"flaxfit {__version__}")
@@ -157,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("grad.png"), help="grad: the PNG to write")
     demo.add_argument("--calls", type=_positive_int, default=200, help="jit: calls to time")
 
+    summary = commands.add_parser(
+        "summary", help="a model's layers: shapes, params and FLOPs; the cost of a train step"
+    )
+    summary.add_argument("--model", choices=sorted(MODELS), default="cnn1")
+    summary.add_argument("--batch-size", type=_positive_int, default=128)
+
+    params = commands.add_parser("params", help="every params array of a run: shape and statistics")
+    params.add_argument("--run", type=_existing_dir, required=True)
+    params.add_argument("--select", action="append", default=[], metavar="PATTERN",
+                        help="only paths matching this glob; repeatable")  # fmt: skip
+
+    export = commands.add_parser(
+        "export", help="the run's prediction function as a file that needs only JAX"
+    )
+    export.add_argument("--run", type=_existing_dir, required=True)
+    export.add_argument("--format", choices=("stablehlo", "onnx"), default="stablehlo")
+    export.add_argument("--out", type=Path, help="file to write (default: RUN/predict.jaxexport)")
+
     predict = commands.add_parser("predict", help="read digits from pictures with a run's model")
     predict.add_argument("--run", type=_existing_dir, required=True)
     predict.add_argument("images", nargs="+", type=Path, help="PNG files, any size, RGB or gray")
@@ -173,6 +208,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     values["data_dir"] = str(args.data_dir) if args.data_dir else None
+    values["init_from"] = str(args.init_from) if args.init_from else None
     return TrainConfig(**values)
 
 
@@ -341,6 +377,59 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from flaxfit.models import create_model
+    from flaxfit.summary import format_summary
+
+    print(format_summary(args.model, create_model(args.model), args.batch_size))
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from flaxfit import params as P
+    from flaxfit.run import load_run
+
+    run = load_run(args.run)
+    if args.select:
+        P.check_patterns(run.params, args.select, "--select")
+    arrays = P.select(run.params, *args.select) if args.select else P.flatten(run.params)
+    infos = [info for info in P.describe(run.params) if info.path in arrays]
+    width = max(len(info.path) for info in infos)
+    print(f"{'path':<{width}}  {'shape':<14} {'dtype':<8} {'count':>10} "
+          f"{'mean':>10} {'std':>9} {'min':>10} {'max':>10} {'norm':>9} {'zeros':>6}")  # fmt: skip
+    for info in infos:
+        s = P.statistics(arrays[info.path])
+        print(f"{info.path:<{width}}  {str(info.shape):<14} {info.dtype:<8} {info.count:>10,} "
+              f"{s['mean']:>10.3g} {s['std']:>9.3g} {s['min']:>10.3g} {s['max']:>10.3g} "
+              f"{s['norm']:>9.3g} {100 * s['zeros']:>5.1f}%")  # fmt: skip
+    total = sum(info.count for info in infos)
+    size = sum(info.nbytes for info in infos)
+    print(f"{len(infos)} arrays, {total:,} values, {size / 1e6:.2f} MB "
+          f"({run.config.model}, {args.run})")  # fmt: skip
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.format == "onnx":
+        raise ValueError(
+            "--format onnx: not available; the maintained converter (jax2onnx 0.17.1) needs "
+            "orbax-checkpoint < 0.11.37 and flaxfit pins 0.12.8 (see README); use stablehlo"
+        )
+    from flaxfit.export import EXPORT_FILE, export_predict, save_exported
+    from flaxfit.run import load_run
+
+    run = load_run(args.run)
+    out = args.out or args.run / EXPORT_FILE
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: directory {out.parent} does not exist")
+    exported = export_predict(run.model, run.params)
+    save_exported(out, exported)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {run.config.model} predict, "
+          f"float32 (b, 28, 28) in [0, 1] -> (b, 10) probabilities, for "
+          f"{', '.join(exported.platforms)}; load it with jax.export.deserialize")  # fmt: skip
+    return 0
+
+
 def _diff_runs(args: argparse.Namespace) -> int:
     from flaxfit.manifest import diff_runs_main
 
@@ -375,6 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify-resume": _verify_resume,
         "demo": _demo,
         "plot": _plot,
+        "summary": _summary,
+        "params": _params,
+        "export": _export,
     }[args.command]
     try:
         return command(args)
@@ -401,4 +493,6 @@ def _read_config_file(path: Path) -> dict:
         raise ValueError(f"{path}: {error}") from None
     values = config.to_dict()
     values["data_dir"] = Path(values["data_dir"]) if values["data_dir"] else None
+    for name in ("init_only", "freeze"):  # flags given append to the file's patterns
+        values[name] = list(values[name])
     return values

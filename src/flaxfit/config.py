@@ -45,9 +45,23 @@ class TrainConfig:
     eval_batch_size: int = 250
     dtype: str = "float32"
     data_dir: str | None = None
+    # Start from another run's params (by path, see flaxfit.params.transfer) and
+    # keep some arrays fixed (flaxfit.params.freeze); all glob patterns over paths.
+    init_from: str | None = None
+    init_only: tuple[str, ...] = ()
+    init_strict: bool = False
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("init_only", "freeze"):  # JSON gives lists; keep them hashable and equal
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                problems.append(f"{name} must be a list of path patterns, got {value!r}")
+            else:
+                object.__setattr__(self, name, tuple(value))
+        if (self.init_only or self.init_strict) and not self.init_from:
+            problems.append("init_only and init_strict need init_from (the run to start from)")
         if self.model not in MODELS:
             problems.append(f"model {self.model!r} is unknown; choose one of: {', '.join(MODELS)}")
         if self.dataset not in DATASETS:
@@ -105,7 +119,9 @@ class TrainConfig:
         return create_model(self.model, dtype=jnp.dtype(self.dtype))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON values: the pattern tuples become lists, as they read back."""
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

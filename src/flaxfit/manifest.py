@@ -169,6 +169,7 @@ def build_manifest(
     *,
     train_step: Callable[..., Any] = _train.train_step,
     command: list[str] | None = None,
+    lineage: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reproduce or explain a run, as a JSON-ready dict.
 
@@ -178,6 +179,8 @@ def build_manifest(
         state: its TrainState (at any step: only the structure is used).
         train_step: the step it trains with; hashed, see `train_step_hash`.
         command: the command line that started it (e.g. sys.argv), if any.
+        lineage: where its starting params came from: `flaxfit.params.Lineage.records`
+            (transfers, replaced arrays, frozen arrays, with sha256 of each array).
 
     Returns:
         A dict with the keys manifest_version, flaxfit, train_step_hash, python,
@@ -207,7 +210,7 @@ def build_manifest(
         },
         "command": list(command) if command is not None else None,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "lineage": [],  # transfer and freeze steps append their records here
+        "lineage": list(lineage or []),
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import optax
 
 from flaxfit.config import TrainConfig
+from flaxfit.params import freeze
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.ScalarOrSchedule:
@@ -47,6 +48,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
 
     adamw decays weights the decoupled way (its own `weight_decay`); adam and
     sgd add `weight_decay * params` to the gradient (L2), as `add_decayed_weights` does.
+    Arrays matching `config.freeze` get a zero update (and no decay, no share of the
+    clipping norm): see `flaxfit.params.freeze`.
     """
     lr = learning_rate_schedule(config, steps_per_epoch)
     parts: list[optax.GradientTransformation] = []
@@ -61,4 +64,5 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
             parts.append(optax.sgd(lr, momentum=config.momentum or None))
         else:
             parts.append(optax.adam(lr))
-    return parts[0] if len(parts) == 1 else optax.chain(*parts)
+    optimizer = parts[0] if len(parts) == 1 else optax.chain(*parts)
+    return freeze(optimizer, config.freeze) if config.freeze else optimizer

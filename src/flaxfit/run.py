@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from flax import serialization
@@ -33,12 +34,15 @@ from flaxfit.history import History
 from flaxfit.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.optim import make_optimizer
+from flaxfit.params import Lineage, check_patterns, select
 from flaxfit.train import create_train_state, train_step
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
 TENSORBOARD_DIR = "tensorboard"
-RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, MANIFEST_FILE)
+# predict.jaxexport is what `flaxfit export` writes by default: stale after --fresh.
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, MANIFEST_FILE,
+             "predict.jaxexport")  # fmt: skip
 
 
 class RunError(ValueError):
@@ -181,6 +185,52 @@ class _StopAfterEpoch:
         return epoch >= self.epoch
 
 
+def _check_init_flags(config: TrainConfig, resume: bool) -> None:
+    """Fail on a bad --init-from, --only or --freeze before any data is read."""
+    if not (config.init_from or config.freeze):
+        return
+    model = config.make_model()
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28)))["params"]
+    check_patterns(shapes, config.freeze, "--freeze")
+    check_patterns(shapes, config.init_only, "--only")
+    if config.init_from and not resume:
+        try:
+            load_run(config.init_from, with_params=False)
+        except RunError as error:
+            raise RunError(f"--init-from: {error}") from None
+
+
+def _initial_state(
+    state: TrainState,
+    config: TrainConfig,
+    init_params: Any,
+    lineage: Lineage,
+    log: Callable[[str], None],
+) -> TrainState:
+    """The state a new run starts from: transferred or given params, frozen arrays recorded."""
+    if config.init_from and init_params is not None:
+        raise RunError("pass either config.init_from or init_params, not both")
+    params = state.params
+    if config.init_from:
+        source = load_run(config.init_from)
+        params, report = lineage.transfer(
+            source.params, params, only=config.init_only, strict=config.init_strict,
+            source_run=str(config.init_from),
+        )  # fmt: skip
+        log(f"init from {config.init_from}: " + report.format("\n  "))
+    elif init_params is not None:
+        params, _ = lineage.transfer(init_params, params, strict=True)
+    if config.freeze:
+        lineage.freeze(params, config.freeze)
+        frozen = select(params, *config.freeze)
+        log(f"frozen {len(frozen)} arrays ({sum(a.size for a in frozen.values()):,} values): "
+            f"{', '.join(frozen)}")  # fmt: skip
+    if params is state.params:
+        return state
+    params = jax.tree.map(jnp.asarray, params)
+    return state.replace(params=params, opt_state=state.tx.init(params))
+
+
 def train_run(
     config: TrainConfig,
     directory: str | os.PathLike,
@@ -197,6 +247,8 @@ def train_run(
     callbacks: Sequence[object] = (),
     train_step: TrainStep = train_step,
     log: Callable[[str], None] = print,
+    init_params: Any = None,
+    lineage: Lineage | None = None,
 ) -> Run:
     """Train `config` into `directory`, continuing the run already there if any.
 
@@ -204,6 +256,11 @@ def train_run(
     been checked, so a bad flag or a corrupt data dir leaves no trace. A run
     that finished is not trained again; one that stopped continues from its
     latest checkpoint, bit-exactly.
+
+    A new run starts from fresh params, from `config.init_from`'s params
+    (matched by path, see `flaxfit.params.transfer`), or from `init_params`
+    (every array checked against the model); `lineage` records edits made to
+    those before, and goes into the manifest with the transfer and freeze.
 
     Raises:
         RunError: the directory holds another run or something else.
@@ -221,6 +278,7 @@ def train_run(
     if resume and (directory / PARAMS_FILE).exists():  # finished: no data or model needed
         log(f"{directory}: the run is complete; pass --fresh to train it again")
         return load_run(directory)
+    _check_init_flags(config, resume)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
     # Raises (before anything is written) if the batch is larger than the data.
@@ -230,6 +288,7 @@ def train_run(
     state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
     history, start = History(), None
     checkpoints = directory / CHECKPOINTS_DIR
+    lineage = Lineage(list(lineage.records) if lineage is not None else [])
     if resume and latest_step(checkpoints) is not None:
         restored = restore(checkpoints, state)
         state, start, history = restored.state, restored.progress, restored.history
@@ -237,6 +296,8 @@ def train_run(
             f"resuming {directory} from step {restored.step} "
             f"(epoch {start.epoch}, {start.steps_done} of {steps} steps done)"
         )
+    else:
+        state = _initial_state(state, config, init_params, lineage, log)
     if main and not resume and directory.exists():  # --fresh over an old run: clear it
         for name in RUN_FILES:
             (directory / name).unlink(missing_ok=True)
@@ -245,7 +306,8 @@ def train_run(
     if main:
         write_atomic(directory / CONFIG_FILE, config.to_json())
     if main and not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first one
-        manifest = build_manifest(config, dataset, state, train_step=train_step, command=sys.argv)
+        manifest = build_manifest(config, dataset, state, train_step=train_step,
+                                  command=sys.argv, lineage=lineage.records)  # fmt: skip
         write_manifest(directory, manifest)
 
     default_best = config.early_stop_monitor if config.early_stop_patience else "test_accuracy"
