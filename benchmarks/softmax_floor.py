@@ -18,7 +18,6 @@ could reach on this machine while doing the same arithmetic.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,18 +25,9 @@ import numpy as np
 
 import flaxfit
 from flaxfit import deck
+from roofline import best_seconds  # benchmarks/ is on sys.path when run as a script
 
 BATCH = 128
-
-
-def best_of(repeats: int, fn) -> float:
-    fn()  # warm-up and compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def matmul_floor_seconds(images: np.ndarray, repeats: int) -> float:
@@ -55,7 +45,7 @@ def matmul_floor_seconds(images: np.ndarray, repeats: int) -> float:
         return jax.lax.scan(one, w, batches)[0]
 
     w = jnp.zeros((784, 10), jnp.float32)
-    return best_of(repeats, lambda: matmuls_only(w, batches).block_until_ready()) / steps
+    return best_seconds(lambda: matmuls_only(w, batches).block_until_ready(), repeats) / steps
 
 
 def main() -> None:

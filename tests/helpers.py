@@ -30,3 +30,11 @@ def write_digits_dir(directory, n_train: int, n_test: int, suffix: str = ""):
         write_idx(directory / f"{stem}-images-idx3-ubyte{suffix}", images)
         write_idx(directory / f"{stem}-labels-idx1-ubyte{suffix}", labels)
     return directory
+
+
+def make_dataset(n_train: int, n_test: int):
+    """A `flaxfit.data.Dataset` of `make_digits` train/test sets, as if loaded."""
+    from flaxfit.data import Dataset, Split
+
+    train, test = make_digits(n_train, seed=0), make_digits(n_test, seed=1)
+    return Dataset("mnist", Split(*train), Split(*test), source="synthetic", sha256={})

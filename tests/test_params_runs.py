@@ -14,10 +14,9 @@ from flaxfit import create_train_state, evaluate, fit, load_run, train_run
 from flaxfit import params as P
 from flaxfit.cli import main
 from flaxfit.config import TrainConfig
-from flaxfit.data import Dataset, Split
 from flaxfit.optim import make_optimizer
 from flaxfit.predict import predict_probabilities
-from helpers import make_digits, write_digits_dir
+from helpers import make_dataset, make_digits, write_digits_dir
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +60,20 @@ def test_init_from_only_and_freeze_start_from_run_a_and_record_the_lineage(
     assert config["init_from"] == str(run_a) and config["freeze"] == ["Conv_0/*"]
 
 
-def _dataset():
-    train, test = make_digits(300, 0), make_digits(100, 1)
-    return Dataset("mnist", Split(*train), Split(*test), source="synthetic", sha256={})
-
-
 def test_a_frozen_transferred_run_resumes_bit_exactly(tmp_path):
     base = TrainConfig(model="softmax", epochs=1, batch_size=50)
-    train_run(base, tmp_path / "source", dataset=_dataset(), verbose=False)
+    train_run(base, tmp_path / "source", dataset=make_dataset(300, 100), verbose=False)
     config = TrainConfig(model="softmax", epochs=3, batch_size=50, seed=1, lr=0.01,
                          init_from=str(tmp_path / "source"), freeze=("*/bias",))  # fmt: skip
-    whole = train_run(config, tmp_path / "whole", dataset=_dataset(), verbose=False)
-    train_run(config, tmp_path / "broken", dataset=_dataset(), verbose=False, stop_after_epoch=1)
-    resumed = train_run(config, tmp_path / "broken", dataset=_dataset(), verbose=False)
+    whole = train_run(config, tmp_path / "whole", dataset=make_dataset(300, 100), verbose=False)
+    train_run(
+        config,
+        tmp_path / "broken",
+        dataset=make_dataset(300, 100),
+        verbose=False,
+        stop_after_epoch=1,
+    )
+    resumed = train_run(config, tmp_path / "broken", dataset=make_dataset(300, 100), verbose=False)
     for x, y in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
         assert np.array_equal(x, y)
     source = load_run(tmp_path / "source").params
@@ -88,7 +88,7 @@ def test_init_params_and_a_users_lineage_reach_the_manifest(tmp_path):
     fresh = jax.device_get(create_train_state(config.make_model(), jax.random.key(7)).params)
     lineage = P.Lineage()
     edited = lineage.replace(fresh, "Dense_0/bias", np.full(10, 0.5, np.float32))
-    train_run(config, tmp_path / "r", dataset=_dataset(), verbose=False,
+    train_run(config, tmp_path / "r", dataset=make_dataset(300, 100), verbose=False,
               init_params=edited, lineage=lineage)  # fmt: skip
     records = json.loads((tmp_path / "r" / "manifest.json").read_text())["lineage"]
     assert [r["op"] for r in records] == ["replace", "transfer"]

@@ -16,19 +16,17 @@ from flax import serialization
 
 from flaxfit.checkpoints import Checkpointer, latest_step, restore
 from flaxfit.config import TrainConfig
-from flaxfit.data import Dataset, Split
 from flaxfit.history import History
 from flaxfit.loop import NonFiniteError, TrainingInterrupted
 from flaxfit.run import train_run
 from flaxfit.train import train_step as flaxfit_train_step
-from helpers import make_digits, write_digits_dir
+from helpers import make_dataset, write_digits_dir
 
 TIMING = ("seconds", "images_per_second")
 
 
 def dataset(n_train=600, n_test=100):
-    train, test = make_digits(n_train, seed=0), make_digits(n_test, seed=1)
-    return Dataset("mnist", Split(*train), Split(*test), source="synthetic", sha256={})
+    return make_dataset(n_train, n_test)
 
 
 def metrics(history):

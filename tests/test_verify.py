@@ -2,10 +2,9 @@ import pytest
 
 from flaxfit.cli import main
 from flaxfit.config import TrainConfig
-from flaxfit.data import Dataset, Split
 from flaxfit.run import train_run
 from flaxfit.verify import compare_runs
-from helpers import make_digits, write_digits_dir
+from helpers import make_dataset, write_digits_dir
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +26,12 @@ def test_verify_resume_reports_bit_exact(data_dir, tmp_path, capsys):
     assert (tmp_path / "resumed" / "params.msgpack").exists()
 
 
-def _dataset():
-    train, test = make_digits(400, 0), make_digits(100, 1)
-    return Dataset("mnist", Split(*train), Split(*test), source="synthetic", sha256={})
-
-
 def test_compare_runs_names_the_first_part_that_diverged(tmp_path):
     config = TrainConfig(model="softmax", epochs=2, batch_size=40)
-    train_run(config, tmp_path / "a", dataset=_dataset(), verbose=False)
+    train_run(config, tmp_path / "a", dataset=make_dataset(400, 100), verbose=False)
     # Same seed and data order, another learning rate: the optimizer state diverges first.
     other = TrainConfig(model="softmax", epochs=2, batch_size=40, lr=0.01)
-    train_run(other, tmp_path / "b", dataset=_dataset(), verbose=False)
+    train_run(other, tmp_path / "b", dataset=make_dataset(400, 100), verbose=False)
     report = compare_runs(tmp_path / "a", tmp_path / "b", config)
     assert not report.bit_exact
     parts = {check.part: check.identical for check in report.checks}
@@ -49,9 +43,9 @@ def test_compare_runs_names_the_first_part_that_diverged(tmp_path):
 
 def test_a_different_seed_diverges_at_the_rng(tmp_path):
     config = TrainConfig(model="softmax", epochs=1, batch_size=40)
-    train_run(config, tmp_path / "a", dataset=_dataset(), verbose=False)
+    train_run(config, tmp_path / "a", dataset=make_dataset(400, 100), verbose=False)
     train_run(TrainConfig(model="softmax", epochs=1, batch_size=40, seed=1), tmp_path / "b",
-              dataset=_dataset(), verbose=False)  # fmt: skip
+              dataset=make_dataset(400, 100), verbose=False)  # fmt: skip
     assert compare_runs(tmp_path / "a", tmp_path / "b", config).first_divergence.part == "rng key"
 
 
