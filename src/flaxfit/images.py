@@ -56,7 +56,7 @@ def decode_image(
 def _decode(
     source: Path | io.BytesIO, name: str, max_pixels: int, formats: Sequence[str] | None
 ) -> np.ndarray:
-    too_large = f"is larger than the {max_pixels:,} pixels allowed"
+    too_large = f"larger than the {max_pixels:,} pixels allowed"
     # Pillow's decoders raise many unrelated types for damaged data (OSError,
     # SyntaxError, ValueError, struct.error, zlib.error...); every one of them
     # means the same thing here: not a picture we can read.
@@ -66,12 +66,12 @@ def _decode(
         kind = " or ".join(formats) if formats else "a picture format Pillow knows"
         raise ValueError(f"{name}: not a readable image (not {kind})") from None
     except Image.DecompressionBombError as error:  # Pillow's own, larger limit
-        raise ValueError(f"{name}: {too_large} ({error})") from None
+        raise ValueError(f"{name}: the picture is {too_large} ({error})") from None
     except Exception as error:
         raise ValueError(f"{name}: not a readable image ({error})") from None
     with image:
         if image.width * image.height > max_pixels:
-            raise ValueError(f"{name}: {image.width}x{image.height} pixels {too_large}")
+            raise ValueError(f"{name}: {image.width}x{image.height} pixels is {too_large}")
         try:
             rgba = image.convert("RGBA")
         except Exception as error:
