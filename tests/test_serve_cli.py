@@ -37,7 +37,7 @@ def test_a_missing_run_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_directory_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
-    assert main(["serve", "--run", str(tmp_path)]) == 2
+    assert main(["serve", "--run", str(tmp_path), "--port", "0"]) == 2
     one_error_line(capsys, "config.json: no such file")
 
 

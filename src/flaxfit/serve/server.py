@@ -29,8 +29,9 @@ def exposure_warning(host: str) -> str | None:
 def bind(host: str, port: int) -> socket.socket:
     """A TCP socket bound to host:port, not yet listening (uvicorn listens on it).
 
-    Binding here, before the model is compiled, turns a taken port into a
-    one-line error at once. Raises ValueError saying what to change.
+    Binding here, before the run is loaded and its model compiled, turns a
+    taken port into a one-line error at once. Raises ValueError saying what
+    to change.
     """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -90,12 +91,12 @@ def serve(
     from flaxfit.serve.app import create_app
 
     out = out or sys.stdout
-    run = load_run(run_dir)
-    sock = bind(host, port)
+    sock = bind(host, port)  # first: a taken port is reported before seconds of loading
     try:
         warning = exposure_warning(host)
         if warning:
             print(warning, file=sys.stderr, flush=True)
+        run = load_run(run_dir)
         app = create_app(run)  # compiles the model: the URL is printed once it is ready
         address = url(host, sock.getsockname()[1])
         print(f"flaxfit serve: {run.config.model} from {run_dir} at {address} (Ctrl+C stops)",
