@@ -1,8 +1,18 @@
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from flaxfit.images import MAX_PIXELS, is_dark_on_light, load_digit, prepare_digit, read_image
+from flaxfit.images import (
+    MAX_PIXELS,
+    decode_image,
+    is_dark_on_light,
+    load_digit,
+    prepare_digit,
+    read_image,
+)
+from serve_helpers import png_bomb, png_bytes
 
 
 def stroke(height=200, width=120, dark_on_light=True):
@@ -72,3 +82,24 @@ def test_unreadable_and_oversized_files_are_named(tmp_path):
     Image.new("L", (side, side)).save(tmp_path / "huge.png")
     with pytest.raises(ValueError, match="huge.png: .* larger than"):
         read_image(tmp_path / "huge.png")
+
+
+def test_decode_image_reads_bytes_as_read_image_reads_files(tmp_path):
+    path = tmp_path / "digit.png"
+    Image.fromarray(stroke()).save(path)
+    np.testing.assert_array_equal(decode_image(path.read_bytes()), read_image(path))
+
+
+def test_decode_image_refuses_other_formats_garbage_and_bombs():
+    gif = io.BytesIO()
+    Image.fromarray(stroke()).save(gif, format="GIF")
+    with pytest.raises(ValueError, match=r"upload: not a readable image \(not PNG\)"):
+        decode_image(gif.getvalue(), name="upload", formats=("PNG",))
+    with pytest.raises(ValueError, match="upload: not a readable image"):
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, name="upload")
+    with pytest.raises(ValueError, match=r"larger than the 16,777,216 pixels allowed"):
+        decode_image(png_bomb(20000, 20000))  # Pillow's own bomb limit speaks first
+    with pytest.raises(ValueError, match=r"5000x5000 pixels is larger than the 1,000 pixels"):
+        decode_image(png_bomb(5000, 5000), max_pixels=1000)  # flaxfit's limit
+    with pytest.raises(ValueError, match=r"40x40 pixels is larger than the 1,000 pixels allowed"):
+        decode_image(png_bytes(np.zeros((40, 40), np.uint8)), max_pixels=1000)

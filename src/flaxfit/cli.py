@@ -3,6 +3,7 @@
     flaxfit train --model cnn1 --epochs 3 --batch-size 128 --lr 1e-3 --seed 0 --out runs/NAME
     flaxfit evaluate --run runs/NAME
     flaxfit predict --run runs/NAME digit.png [more.png ...]
+    flaxfit serve --run runs/NAME [--host 127.0.0.1] [--port 8000]
 
 Any bad flag or input ends with one line on stderr and exit code 2.
 """
@@ -161,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("run_a", type=_existing_dir)
     diff.add_argument("run_b", type=_existing_dir)
+
+    # The digit pad (flaxfit.serve): a local web page to draw digits for the model.
+    serve = commands.add_parser(
+        "serve", help="a web page to draw digits and watch the model read them"
+    )
+    serve.add_argument("--run", type=_existing_dir, required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1: this machine only")
+    serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
 
     plot = commands.add_parser("plot", help="PNGs and a self-contained report.html of a run")
     plot.add_argument("--run", type=_existing_dir, required=True)
@@ -336,6 +345,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
+    return value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flaxfit.serve import serve
+
+    serve(args.run, args.host, args.port)
+    return 0
+
+
 def _verify_resume(args: argparse.Namespace) -> int:
     from flaxfit.verify import verify_resume
 
@@ -460,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": _train,
         "evaluate": _evaluate,
         "predict": _predict,
+        "serve": _serve,
         "diff-runs": _diff_runs,
         "verify-resume": _verify_resume,
         "demo": _demo,

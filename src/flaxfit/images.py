@@ -7,7 +7,9 @@ like the training data after the same steps, which is what `prepare_digit` does.
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +28,54 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     when it cannot be read as an image.
     """
     path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    return _decode(path, str(path), MAX_PIXELS, None)
+
+
+def decode_image(
+    data: bytes,
+    *,
+    name: str = "image",
+    max_pixels: int = MAX_PIXELS,
+    formats: Sequence[str] | None = None,
+) -> np.ndarray:
+    """`read_image` for bytes in memory (an upload): grayscale uint8 (H, W).
+
+    Args:
+        data: the file's bytes.
+        name: what error messages call the picture.
+        max_pixels: refuse pictures with more pixels, before decoding them.
+        formats: the Pillow formats to accept, e.g. ("PNG",); None accepts any.
+
+    Raises ValueError when the bytes are not a readable picture or it is too large.
+    """
+    return _decode(io.BytesIO(data), name, max_pixels, formats)
+
+
+def _decode(
+    source: Path | io.BytesIO, name: str, max_pixels: int, formats: Sequence[str] | None
+) -> np.ndarray:
+    too_large = f"larger than the {max_pixels:,} pixels allowed"
+    # Pillow's decoders raise many unrelated types for damaged data (OSError,
+    # SyntaxError, ValueError, struct.error, zlib.error...); every one of them
+    # means the same thing here: not a picture we can read.
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ValueError(
-                    f"{path}: {image.width}x{image.height} pixels is larger than the "
-                    f"{MAX_PIXELS:,} allowed"
-                )
+        image = Image.open(source, formats=formats)  # reads the header only
+    except UnidentifiedImageError:
+        kind = " or ".join(formats) if formats else "a picture format Pillow knows"
+        raise ValueError(f"{name}: not a readable image (not {kind})") from None
+    except Image.DecompressionBombError as error:  # Pillow's own, larger limit
+        raise ValueError(f"{name}: the picture is {too_large} ({error})") from None
+    except Exception as error:
+        raise ValueError(f"{name}: not a readable image ({error})") from None
+    with image:
+        if image.width * image.height > max_pixels:
+            raise ValueError(f"{name}: {image.width}x{image.height} pixels is {too_large}")
+        try:
             rgba = image.convert("RGBA")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from None
+        except Exception as error:
+            raise ValueError(f"{name}: not a readable image ({error})") from None
     paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(paper, rgba).convert("L"))
 

@@ -1,0 +1,16 @@
+"""The digit pad: a local web page to draw a digit and watch a trained model read it.
+
+    flaxfit serve --run runs/NAME [--host 127.0.0.1] [--port 8000]
+
+`create_app(run)` builds the ASGI app (Starlette) for a loaded run; `serve`
+runs it with uvicorn. Only the CLI imports this package: the server sits at
+the end of the data flow and reads runs, pictures and models like any client.
+"""
+
+from flaxfit.serve.app import MAX_BODY_BYTES as MAX_BODY_BYTES
+from flaxfit.serve.app import create_app as create_app
+from flaxfit.serve.predictor import Prediction as Prediction
+from flaxfit.serve.predictor import Predictor as Predictor
+from flaxfit.serve.server import serve as serve
+
+__all__ = ["MAX_BODY_BYTES", "Prediction", "Predictor", "create_app", "serve"]
