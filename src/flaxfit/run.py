@@ -132,8 +132,8 @@ def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
     history = History.from_dict(_read_json(history_path)) if history_path.exists() else History()
     params = None
     if with_params:
-        template = create_train_state(config.make_model(), jax.random.key(0)).params
-        params = load_params(directory / PARAMS_FILE, template)
+        # Only paths, shapes and dtypes are compared: no need to initialise real weights.
+        params = load_params(directory / PARAMS_FILE, _param_shapes(config))
     return Run(directory, config, history, params)
 
 
@@ -185,12 +185,17 @@ class _StopAfterEpoch:
         return epoch >= self.epoch
 
 
+def _param_shapes(config: TrainConfig) -> Any:
+    """The params tree of `config`'s model as ShapeDtypeStructs, without computing weights."""
+    model = config.make_model()
+    return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28)))["params"]
+
+
 def _check_init_flags(config: TrainConfig, resume: bool) -> None:
     """Fail on a bad --init-from, --only or --freeze before any data is read."""
     if not (config.init_from or config.freeze):
         return
-    model = config.make_model()
-    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28)))["params"]
+    shapes = _param_shapes(config)
     check_patterns(shapes, config.freeze, "--freeze")
     check_patterns(shapes, config.init_only, "--only")
     if config.init_from and not resume:
