@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def _decode(
     # SyntaxError, ValueError, struct.error, zlib.error...); every one of them
     # means the same thing here: not a picture we can read.
     try:
-        image = Image.open(source, formats=formats)  # reads the header only
+        with warnings.catch_warnings():  # its size is checked below, with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source, formats=formats)  # reads the header only
     except UnidentifiedImageError:
         kind = " or ".join(formats) if formats else "a picture format Pillow knows"
         raise ValueError(f"{name}: not a readable image (not {kind})") from None
