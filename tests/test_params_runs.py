@@ -177,8 +177,9 @@ def test_export_writes_a_file_that_predicts_the_same_without_flaxfit(run_a, tmp_
                    check=True, cwd=tmp_path)  # fmt: skip
     run = load_run(run_a)
     expected = predict_probabilities(run.model, run.params, images)
-    np.testing.assert_allclose(np.load(tmp_path / "p7.npy"), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.load(tmp_path / "p3.npy"), expected[:3], rtol=1e-5, atol=1e-6)
+    # Two separately compiled programs: equal on CPU to rounding, and within TF32's on a GPU.
+    np.testing.assert_allclose(np.load(tmp_path / "p7.npy"), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "p3.npy"), expected[:3], rtol=1e-4, atol=1e-6)
 
 
 def test_export_default_path_and_onnx_answer(run_a, capsys):
