@@ -153,6 +153,18 @@ def test_summary_command_shows_layers_params_and_flops(capsys):
     assert 15 < per_image < 30  # the deck's cnn1 costs about 21 MFLOP per image to train
 
 
+def test_summary_falls_back_to_the_compiled_count_where_jax_gives_none_before(monkeypatch):
+    from jax.stages import Lowered
+
+    from flaxfit import SoftmaxRegression
+    from flaxfit.summary import train_step_cost
+
+    assert train_step_cost(SoftmaxRegression(), 8)["stage"] == "lowered"
+    monkeypatch.setattr(Lowered, "cost_analysis", lambda self: None)  # as jax 0.11.2 on a GPU did
+    cost = train_step_cost(SoftmaxRegression(), 8)
+    assert cost["stage"] == "compiled" and cost["flops"] > 2 * 8 * 784 * 10
+
+
 EXPORT_CHECK = """
 import sys
 import numpy as np
