@@ -93,18 +93,20 @@ def _spec(array: Any) -> str:
     return f"{np.dtype(array.dtype).name}{list(array.shape)}"
 
 
+def _matches(path: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
+
+
 def select(params: Mapping[str, Any], *patterns: str) -> dict[str, Any]:
     """{path: array} for every path matching any of the glob `patterns`."""
-    return {
-        p: a for p, a in flatten(params).items() if any(fnmatch.fnmatchcase(p, g) for g in patterns)
-    }
+    return {p: a for p, a in flatten(params).items() if _matches(p, patterns)}
 
 
 def check_patterns(params: Mapping[str, Any], patterns: Iterable[str], what: str) -> None:
     """ParamsError if a pattern matches no path: a typo would otherwise do nothing, silently."""
     paths = list(flatten(params))
     for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(p, pattern) for p in paths):
+        if not any(_matches(p, [pattern]) for p in paths):
             raise ParamsError(
                 f"{what} pattern {pattern!r} matches no parameter; "
                 f"the params are: {', '.join(paths)}"
@@ -218,7 +220,7 @@ def transfer(
     src, dst = flatten(source), flatten(target)
     matched, not_selected, missing, mismatched = [], [], [], []
     for path, like in dst.items():
-        if only and not any(fnmatch.fnmatchcase(path, g) for g in only):
+        if only and not _matches(path, only):
             not_selected.append(path)
         elif path not in src:
             missing.append(path)
@@ -238,7 +240,7 @@ def freeze_labels(params: Mapping[str, Any], patterns: Iterable[str]) -> dict[st
     """The params tree with "frozen" where a path matches a pattern and "trainable" elsewhere."""
     patterns = tuple(patterns)
     return unflatten({
-        path: FROZEN if any(fnmatch.fnmatchcase(path, g) for g in patterns) else TRAINABLE
+        path: FROZEN if _matches(path, patterns) else TRAINABLE
         for path in flatten(params)
     })  # fmt: skip
 
