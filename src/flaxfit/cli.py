@@ -419,7 +419,7 @@ def _params(args: argparse.Namespace) -> int:
     if args.select:
         P.check_patterns(run.params, args.select, "--select")
     arrays = P.select(run.params, *args.select) if args.select else P.flatten(run.params)
-    infos = [info for info in P.describe(run.params) if info.path in arrays]
+    infos = P.describe(arrays)  # a {path: array} dict is a params tree of its own paths
     width = max(len(info.path) for info in infos)
     print(f"{'path':<{width}}  {'shape':<14} {'dtype':<8} {'count':>10} "
           f"{'mean':>10} {'std':>9} {'min':>10} {'max':>10} {'norm':>9} {'zeros':>6}")  # fmt: skip

@@ -22,7 +22,6 @@ from jax import export
 
 from flaxfit.files import write_atomic
 
-FORMATS = ("stablehlo",)
 PLATFORMS = ("cpu", "cuda", "tpu")
 EXPORT_FILE = "predict.jaxexport"
 
