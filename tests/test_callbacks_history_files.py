@@ -1,6 +1,7 @@
 """HistoryFiles / write_history: both files after every epoch, each written atomically."""
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -32,8 +33,12 @@ def test_the_formats_run_py_reads(tmp_path):
     history = history_of(0.5, 0.25, test=False)
     write_history(tmp_path / "new" / "run", history)  # missing directories are made
     directory = tmp_path / "new" / "run"
-    assert sorted(os.listdir(directory)) == ["history.json", "metrics.csv"]
+    assert sorted(os.listdir(directory)) == ["SHA256SUMS", "history.json", "metrics.csv"]
     text = (directory / "history.json").read_text()
+    sums = (directory / "SHA256SUMS").read_text()  # `sha256sum -c SHA256SUMS` checks both
+    for name in ("history.json", "metrics.csv"):
+        digest = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+        assert f"{digest}  {name}\n" in sums
     assert text == json.dumps(history.to_dict(), indent=2) + "\n"
     assert json.loads(text)["epochs"][0]["test_loss"] is None  # NaN is no JSON: null
     assert History.from_dict(json.loads(text)).rows[1]["train_loss"] == 0.25
@@ -69,7 +74,7 @@ def test_fit_leaves_both_files_complete_after_every_epoch(tmp_path):
     assert [epoch for epoch, *_ in reader.seen] == [1, 2, 3]
     for epoch, saved, table, names in reader.seen:
         # Exactly the epochs finished so far, and no temp file beside them.
-        assert names == ["history.json", "metrics.csv"]
+        assert names == ["SHA256SUMS", "history.json", "metrics.csv"]
         assert [row["epoch"] for row in saved["epochs"]] == list(range(1, epoch + 1))
         assert saved["epochs"] == history.to_dict()["epochs"][:epoch]
         assert len(table) == epoch and list(table[0]) == list(COLUMNS)

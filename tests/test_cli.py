@@ -13,6 +13,7 @@ from helpers import make_digits, write_digits_dir
 
 RUN_FILES = {
     "config.json", "history.json", "metrics.csv", "params.msgpack", "manifest.json", "checkpoints",
+    "SHA256SUMS", ".lock",
 }  # fmt: skip
 
 

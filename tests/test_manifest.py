@@ -12,6 +12,7 @@ import pytest
 import flaxfit
 from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, Split
+from flaxfit.files import write_recorded
 from flaxfit.manifest import (
     ABSENT,
     MANIFEST_FILE,
@@ -225,7 +226,7 @@ def test_write_read_round_trip_leaves_only_the_manifest(tmp_path, manifest):
     changed = {**manifest, "lineage": [{"kind": "freeze"}]}
     write_manifest(tmp_path, changed)  # replaces the old one
     assert read_manifest(tmp_path) == changed
-    assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SHA256SUMS", MANIFEST_FILE]  # no temp
 
 
 @pytest.mark.parametrize(
@@ -233,11 +234,22 @@ def test_write_read_round_trip_leaves_only_the_manifest(tmp_path, manifest):
     [(None, "no such file"), ("{not json", "not valid JSON"), ("[1, 2]", "JSON object")],
 )
 def test_read_manifest_names_the_file_when_missing_or_corrupt(tmp_path, content, message):
-    if content is not None:
-        (tmp_path / MANIFEST_FILE).write_text(content)
+    if content is not None:  # recorded as written, so only its content is wrong
+        write_recorded(tmp_path / MANIFEST_FILE, content)
     with pytest.raises(ValueError, match=message) as error:
         read_manifest(tmp_path)
     assert str(tmp_path / MANIFEST_FILE) in str(error.value)
+
+
+def test_read_manifest_refuses_a_manifest_changed_after_it_was_written(tmp_path, manifest):
+    path = write_manifest(tmp_path, manifest)
+    path.write_text(path.read_text().replace('"seed": 7', '"seed": 8'))  # still valid JSON
+    with pytest.raises(ValueError, match="damaged or changed since flaxfit wrote it") as error:
+        read_manifest(tmp_path)
+    assert str(path) in str(error.value)
+    (tmp_path / "SHA256SUMS").unlink()
+    with pytest.raises(ValueError, match="SHA256SUMS: missing"):
+        read_manifest(tmp_path)
 
 
 def test_read_manifest_names_a_missing_directory(tmp_path):
@@ -320,7 +332,7 @@ def test_diff_reads_config_json_when_the_manifest_has_no_config(tmp_path, manife
     bare = changed(manifest, ("config",), ABSENT)
     run_a = write_run(tmp_path / "a", bare)
     run_b = write_run(tmp_path / "b", manifest)
-    (run_a / "config.json").write_text(json.dumps({**manifest["config"], "epochs": 9}))
+    write_recorded(run_a / "config.json", json.dumps({**manifest["config"], "epochs": 9}))
     assert diff_runs(run_a, run_b) == [
         Difference("config", "config.epochs", 9, manifest["config"]["epochs"])
     ]

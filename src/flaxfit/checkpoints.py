@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,10 +24,97 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax.training.train_state import TrainState
 
+from flaxfit.files import SUMS_FILE, IntegrityError, read_sums, sha256_hex, write_sums
 from flaxfit.history import COLUMNS, History
 from flaxfit.loop import EpochProgress, epoch_order
 
 CHECKPOINTS_DIR = "checkpoints"
+#: Where resume moves a damaged checkpoint (beside CHECKPOINTS_DIR, in the run).
+DAMAGED_DIR = "damaged-checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be saved, or no intact one is left to resume from."""
+
+
+class DamagedCheckpoint(ValueError):
+    """One checkpoint is not what was saved: `reason` says what is wrong."""
+
+    def __init__(self, directory: Path, step: int, reason: str):
+        super().__init__(f"{directory / str(step)}: damaged checkpoint ({reason})")
+        self.step, self.reason = step, reason
+
+
+def host_copy(tree: Any) -> Any:
+    """A numpy copy of a pytree of (replicated) arrays, also in a multi-process job.
+
+    A replicated array spanning several processes is not fully addressable,
+    but every process holds all of it: its local shard is the whole value.
+    """
+
+    def fetch(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+
+    return jax.tree.map(fetch, tree)
+
+
+def array_digests(tree: Any) -> dict[str, str]:
+    """{path: sha256 of dtype, shape and bytes} for every array in `tree`."""
+    digests = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(host_copy(tree))[0]:
+        array = np.asarray(leaf)
+        if array.ndim == 0 and array.dtype.kind in "iu":  # the step: int32 or int64 by template
+            array = array.astype(np.int64)
+        header = f"{array.dtype}:{array.shape}:".encode()
+        digests[jax.tree_util.keystr(path)] = sha256_hex(header + array.tobytes())
+    return digests
+
+
+def checkpoint_steps(directory: str | Path) -> list[int]:
+    """The steps of the finished checkpoints in `directory`, oldest first.
+
+    Orbax names a finished checkpoint by its step alone; one being written
+    carries a temporary suffix and is not listed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def _record_files(step_dir: Path) -> None:
+    files = sorted(p for p in step_dir.rglob("*") if p.is_file() and p.name != SUMS_FILE)
+    write_sums(
+        step_dir, {str(p.relative_to(step_dir)): {sha256_hex(p.read_bytes())} for p in files}
+    )
+
+
+def verify_files(directory: str | Path, step: int) -> None:
+    """Check every file of checkpoint `step` against its SHA256SUMS.
+
+    Raises:
+        DamagedCheckpoint: a file is missing, changed or unreadable, or the
+            checkpoint has no SHA256SUMS (its save did not finish).
+    """
+    directory = Path(directory)
+    step_dir = directory / str(step)
+    if not (step_dir / SUMS_FILE).is_file():
+        raise DamagedCheckpoint(directory, step, f"no {SUMS_FILE}: its save did not finish")
+    try:
+        sums = read_sums(step_dir)
+    except IntegrityError as error:
+        raise DamagedCheckpoint(directory, step, str(error).split(": ", 1)[-1]) from None
+    for name, digests in sums.items():
+        try:
+            data = (step_dir / name).read_bytes()
+        except FileNotFoundError:
+            raise DamagedCheckpoint(directory, step, f"{name} is missing") from None
+        except OSError as error:
+            raise DamagedCheckpoint(directory, step, f"{name}: {error.strerror}") from None
+        if sha256_hex(data) not in digests:
+            raise DamagedCheckpoint(directory, step, f"{name} is not what was saved (sha256)")
 
 
 def monitor_mode(monitor: str) -> str:
@@ -139,16 +228,34 @@ class Checkpointer:
             ],
             "config": self.config,
             "history": self.history.to_dict(),
+            "num_examples": self.num_examples,
+            "sha256": array_digests(_state_tree(state)),
         }
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_state_tree(state)), meta=ocp.args.JsonSave(meta)
-            ),
-            metrics=metrics,
-        )
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_state_tree(state)), meta=ocp.args.JsonSave(meta)
+                ),
+                metrics=metrics,
+            )
+            self.manager.wait_until_finished()
+            _record_files(self.directory / str(step))
+        except Exception as error:  # disk full, permission denied, ... (Orbax wraps some)
+            self._discard(step)
+            cause = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            raise CheckpointError(
+                f"{self.directory / str(step)}: cannot save the checkpoint ({cause}); training "
+                "stopped. The earlier checkpoints are intact: fix this and run the same "
+                "command to resume"
+            ) from error
         return True
+
+    def _discard(self, step: int) -> None:
+        """Remove what a failed save of `step` left, so it cannot be taken for a checkpoint."""
+        for path in self.directory.glob(f"{step}*"):
+            if path.name == str(step) or path.name.startswith(f"{step}.orbax-checkpoint-tmp"):
+                shutil.rmtree(path, ignore_errors=True)
 
     # --- fit hooks ---------------------------------------------------------
     def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, float]) -> None:
@@ -169,34 +276,101 @@ class Checkpointer:
 
 
 def latest_step(directory: str | Path) -> int | None:
-    """The newest complete checkpoint's step in `directory`, or None."""
-    directory = Path(directory).absolute()
-    if not directory.is_dir():
-        return None
-    with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False)) as m:
-        return m.latest_step()
+    """The newest finished checkpoint's step in `directory`, or None."""
+    steps = checkpoint_steps(directory)
+    return steps[-1] if steps else None
 
 
 def restore(directory: str | Path, template: TrainState, step: int | None = None) -> Restored:
     """Read checkpoint `step` (default: the latest) into the structure of `template`.
 
-    `template` is a freshly created TrainState of the same model and optimizer;
-    its arrays only give shapes and dtypes. Restored arrays are bit-exact.
+    `template` is a freshly created TrainState of the same model and optimizer
+    (or its `jax.eval_shape`); its arrays only give shapes and dtypes. Every
+    file is checked against the checkpoint's SHA256SUMS before Orbax reads it,
+    and every restored array against its recorded sha256: what comes back is
+    bit-exactly what was saved.
+
+    Raises:
+        FileNotFoundError: there is no finished checkpoint.
+        DamagedCheckpoint: the checkpoint is not what was saved.
     """
     directory = Path(directory).absolute()
-    options = ocp.CheckpointManagerOptions(create=False)
-    with ocp.CheckpointManager(directory, options=options) as manager:
-        step = manager.latest_step() if step is None else step
+    if step is None:
+        step = latest_step(directory)
         if step is None:
             raise FileNotFoundError(f"{directory}: no complete checkpoint")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(template))
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
-        )
-    tree, meta = restored["state"], restored["meta"]
+    verify_files(directory, step)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(template))
+    try:
+        options = ocp.CheckpointManagerOptions(create=False)
+        with ocp.CheckpointManager(directory, options=options) as manager:
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                ),
+            )
+        tree, meta = restored["state"], restored["meta"]
+        progress = EpochProgress(meta["epoch"], meta["steps_done"], meta["losses"], meta["correct"])
+        history = History.from_dict(meta["history"])
+        recorded = meta["sha256"]
+    except Exception as error:  # files intact, yet unreadable: another layout or version
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DamagedCheckpoint(directory, step, f"cannot be read: {first}") from None
+    found = array_digests(tree)
+    if found != recorded:
+        wrong = sorted(k for k in set(found) | set(recorded) if found.get(k) != recorded.get(k))
+        raise DamagedCheckpoint(directory, step, f"arrays differ from what was saved: {wrong[0]}")
     state = template.replace(params=tree["params"], opt_state=tree["opt_state"], step=tree["step"])
-    progress = EpochProgress(meta["epoch"], meta["steps_done"], meta["losses"], meta["correct"])
-    return Restored(step, state, progress, History.from_dict(meta["history"]), meta)
+    return Restored(step, state, progress, history, meta)
+
+
+def restore_intact(
+    directory: str | Path, template: TrainState, log: Callable[[str], None] = print
+) -> Restored | None:
+    """Restore the newest intact checkpoint; set the damaged ones aside, saying so.
+
+    A damaged checkpoint is moved to `DAMAGED_DIR` beside `directory` (kept for
+    a person to look at, never used again), one line each through `log`.
+
+    Returns:
+        The restored checkpoint, or None when `directory` holds none at all.
+
+    Raises:
+        CheckpointError: there are checkpoints, but none is intact; nothing moved.
+    """
+    directory = Path(directory).absolute()
+    steps = checkpoint_steps(directory)
+    if not steps:
+        return None
+    damaged: dict[int, str] = {}
+    restored = None
+    for step in reversed(steps):
+        try:
+            restored = restore(directory, template, step)
+            break
+        except DamagedCheckpoint as error:
+            damaged[step] = error.reason
+    if restored is None:
+        listed = "; ".join(f"step {step}: {reason}" for step, reason in damaged.items())
+        raise CheckpointError(
+            f"{directory}: no intact checkpoint to resume from ({listed}); "
+            "pass --fresh to start over"
+        )
+    for step in steps:  # older ones too: the best checkpoint may be one of them
+        if step < restored.step:
+            try:
+                verify_files(directory, step)
+            except DamagedCheckpoint as error:
+                damaged[step] = error.reason
+    aside = directory.parent / DAMAGED_DIR
+    for step, reason in sorted(damaged.items(), reverse=True):
+        aside.mkdir(exist_ok=True)
+        target = aside / str(step)
+        for n in range(1, 1000):  # an earlier one of the same step may be there
+            if not target.exists():
+                break
+            target = aside / f"{step}.{n}"
+        (directory / str(step)).rename(target)
+        log(f"checkpoint {step} is damaged ({reason}); moved it to {target}")
+    return restored

@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--work-dir", type=Path, help="keep both runs here (default: a temp dir)")
     parser.config_parsers = {"train": train, "verify-resume": verify}  # see main()
 
+    check = commands.add_parser(
+        "check", help="verify every file and checkpoint of a run against its recorded sha256s"
+    )
+    check.add_argument("--run", type=_existing_dir, required=True)
+
     evaluate = commands.add_parser("evaluate", help="test accuracy of a run, overall and per class")
     evaluate.add_argument("--run", type=_existing_dir, required=True)
     evaluate.add_argument("--data-dir", type=_existing_dir, help="override the run's data")
@@ -305,6 +310,21 @@ def _signal_name(signum: int | None) -> str:
     import signal
 
     return signal.Signals(signum).name if signum is not None else "interrupted"
+
+
+def _check(args: argparse.Namespace) -> int:
+    from flaxfit.run import check_run
+
+    results = check_run(args.run)
+    for result in results:
+        print(f"{'ok' if result.problem is None else 'DAMAGED':8} {result.name}"
+              + (f": {result.problem}" if result.problem else ""))  # fmt: skip
+    damaged = sum(result.problem is not None for result in results)
+    if damaged:
+        print(f"{args.run}: {damaged} of {len(results)} damaged", file=sys.stderr)
+        return 1
+    print(f"{args.run}: all {len(results)} intact")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -484,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         request_deterministic_gpu()  # bit-exact resume on GPU too (see flaxfit.xla_env)
     command = {
         "train": _train,
+        "check": _check,
         "evaluate": _evaluate,
         "predict": _predict,
         "serve": _serve,
@@ -499,6 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except ValueError as error:  # DataError, RunError and bad arguments are ValueErrors
         print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except OSError as error:  # the environment's: disk full, permission denied, ...
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"flaxfit {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print(f"flaxfit {args.command}: interrupted", file=sys.stderr)

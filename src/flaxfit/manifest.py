@@ -33,7 +33,7 @@ import flaxfit
 from flaxfit import train as _train
 from flaxfit.config import TrainConfig
 from flaxfit.data.dataset import IMAGE_SHAPE, NUM_CLASSES, Dataset
-from flaxfit.files import write_atomic
+from flaxfit.files import IntegrityError, read_recorded, write_recorded
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
@@ -217,6 +217,8 @@ def build_manifest(
 def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> Path:
     """Write `manifest` to `directory`/manifest.json atomically (indent 2, sorted keys).
 
+    Its sha256 is recorded in the directory's SHA256SUMS, which `read_manifest` checks.
+
     Args:
         directory: an existing run directory.
         manifest: a dict from `build_manifest`.
@@ -225,16 +227,16 @@ def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> Pa
         The path written.
     """
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    return write_atomic(Path(directory) / MANIFEST_FILE, text)
+    return write_recorded(Path(directory) / MANIFEST_FILE, text)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no such file; is {path.parent} a flaxfit run?") from None
-    except OSError as error:
-        raise ManifestError(f"{path}: cannot read it ({error.strerror})") from None
+        data = json.loads(
+            read_recorded(path, missing=f"no such file; is {path.parent} a flaxfit run?")
+        )
+    except IntegrityError as error:
+        raise ManifestError(str(error)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(data, dict):

@@ -1,13 +1,16 @@
 """A run directory: config.json, history.json, metrics.csv and params.msgpack.
 
-`train_run` is what `flaxfit train` does, as a library call: check everything,
-load the data, then (and only then) create the directory and train, writing
-the history after every epoch and the params at the end. Every file is
-written atomically; params are msgpack (flax.serialization), never pickle.
+`train_run` is what `flaxfit train` does, as a library call: lock the
+directory (one trainer at a time), check everything, load the data, then (and
+only then) write into it and train, writing the history after every epoch and
+the params at the end. Every file is written atomically and listed with its
+sha256 in SHA256SUMS; `load_run` checks each file it reads against that list.
+Params are msgpack (flax.serialization), never pickle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,12 +28,23 @@ from flax import serialization
 from flax.training.train_state import TrainState
 
 from flaxfit.callbacks import HISTORY_FILE, METRICS_FILE, EarlyStopping, HistoryFiles, TensorBoard
-from flaxfit.checkpoints import CHECKPOINTS_DIR, Checkpointer, latest_step, restore
+from flaxfit.checkpoints import (
+    CHECKPOINTS_DIR,
+    DAMAGED_DIR,
+    Checkpointer,
+    DamagedCheckpoint,
+    checkpoint_steps,
+    host_copy,
+    restore,
+    restore_intact,
+    verify_files,
+)
 from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, load_dataset
 from flaxfit.distributed import is_main_process
-from flaxfit.files import write_atomic
+from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
 from flaxfit.history import History
+from flaxfit.lock import LOCK_FILE, RunLock
 from flaxfit.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.optim import make_optimizer
@@ -42,7 +56,7 @@ PARAMS_FILE = "params.msgpack"
 TENSORBOARD_DIR = "tensorboard"
 # predict.jaxexport is what `flaxfit export` writes by default: stale after --fresh.
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, MANIFEST_FILE,
-             "predict.jaxexport")  # fmt: skip
+             "predict.jaxexport", SUMS_FILE)  # fmt: skip
 
 
 class RunError(ValueError):
@@ -63,33 +77,20 @@ class Run:
         return self.config.make_model()
 
 
-def host_copy(tree: Any) -> Any:
-    """A numpy copy of a pytree of (replicated) arrays, also in a multi-process job.
-
-    A replicated array spanning several processes is not fully addressable,
-    but every process holds all of it: its local shard is the whole value.
-    """
-
-    def fetch(x: Any) -> Any:
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return np.asarray(x.addressable_data(0))
-        return np.asarray(x)
-
-    return jax.tree.map(fetch, tree)
-
-
 def save_params(path: str | os.PathLike, params: Any) -> Path:
-    """Write a params dict as msgpack, atomically."""
-    return write_atomic(path, serialization.msgpack_serialize(host_copy(params)))
+    """Write a params dict as msgpack, atomically, its sha256 in SHA256SUMS beside it."""
+    return write_recorded(path, serialization.msgpack_serialize(host_copy(params)))
 
 
 def load_params(path: str | os.PathLike, template: Any) -> Any:
     """Read msgpack params and check they have `template`'s paths, shapes and dtypes."""
     path = Path(path)
     try:
-        restored = serialization.msgpack_restore(path.read_bytes())
-    except FileNotFoundError:
-        raise RunError(f"{path}: no such file (did the run finish?)") from None
+        data = read_recorded(path, missing="no such file (did the run finish?)")
+    except IntegrityError as error:
+        raise RunError(str(error)) from None
+    try:
+        restored = serialization.msgpack_restore(data)
     except Exception as error:  # msgpack raises several unrelated types
         raise RunError(f"{path}: not a flaxfit params file ({error})") from None
     expected = jax.tree_util.tree_flatten_with_path(template)[0]
@@ -109,10 +110,13 @@ def load_params(path: str | os.PathLike, template: Any) -> Any:
 
 
 def _read_json(path: Path) -> Any:
+    """A run file's JSON, checked against SHA256SUMS first."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path}: no such file; is {path.parent} a flaxfit run?") from None
+        return json.loads(
+            read_recorded(path, missing=f"no such file; is {path.parent} a flaxfit run?")
+        )
+    except IntegrityError as error:
+        raise RunError(str(error)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunError(f"{path}: not valid JSON ({error})") from None
 
@@ -129,12 +133,26 @@ def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
             raise
         raise RunError(f"{directory / CONFIG_FILE}: {error}") from None
     history_path = directory / HISTORY_FILE
-    history = History.from_dict(_read_json(history_path)) if history_path.exists() else History()
+    history = History()
+    if history_path.exists() or HISTORY_FILE in _recorded(directory):
+        try:
+            history = History.from_dict(_read_json(history_path))
+        except (TypeError, KeyError, ValueError) as error:
+            if isinstance(error, RunError):
+                raise
+            raise RunError(f"{history_path}: not a flaxfit history ({error!r})") from None
     params = None
     if with_params:
         # Only paths, shapes and dtypes are compared: no need to initialise real weights.
         params = load_params(directory / PARAMS_FILE, _param_shapes(config))
     return Run(directory, config, history, params)
+
+
+def _recorded(directory: Path) -> set[str]:
+    try:
+        return set(read_sums(directory))
+    except IntegrityError as error:
+        raise RunError(str(error)) from None
 
 
 def config_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
@@ -151,7 +169,7 @@ def check_run_dir(directory: Path, config: TrainConfig, *, fresh: bool) -> bool:
     """
     if directory.exists() and not directory.is_dir():
         raise RunError(f"{directory}: exists and is not a directory")
-    if not directory.exists() or not any(directory.iterdir()):
+    if not directory.exists() or all(p.name == LOCK_FILE for p in directory.iterdir()):
         return False
     if not (directory / CONFIG_FILE).exists():
         raise RunError(f"{directory}: not empty and not a flaxfit run; choose another --out")
@@ -258,7 +276,8 @@ def train_run(
     """Train `config` into `directory`, continuing the run already there if any.
 
     Nothing is written until the config, the directory and the data have all
-    been checked, so a bad flag or a corrupt data dir leaves no trace. A run
+    been checked, so a bad flag or a corrupt data dir leaves no trace (the
+    lock's directory and file are removed again). A run
     that finished is not trained again; one that stopped continues from its
     latest checkpoint, bit-exactly.
 
@@ -267,95 +286,185 @@ def train_run(
     (every array checked against the model); `lineage` records edits made to
     those before, and goes into the manifest with the transfer and freeze.
 
+    While it runs, the directory is locked (`flaxfit.lock.RunLock`): a second
+    trainer on it fails at once, naming this one. On resume, a damaged newest
+    checkpoint is set aside with one line through `log`, and training
+    continues from the newest intact one.
+
     Raises:
-        RunError: the directory holds another run or something else.
+        RunError: the directory holds another run or something else, or one of
+            its files is damaged.
+        RunLockedError: another process is training into `directory`.
+        CheckpointError: no intact checkpoint is left, or a save failed.
         TrainingInterrupted: `should_stop()` became true; a checkpoint was saved.
         NonFiniteError: the loss or params became NaN/Inf; the last good
             checkpoint stays the latest.
     """
     directory = Path(directory)
-    # In a multi-process job every process trains; only process 0 writes files and talks.
+    # In a multi-process job every process trains; only process 0 writes files, locks
+    # and talks.
     main = is_main_process()
     verbose = verbose and main
     if not main:
         log = _silent
-    resume = check_run_dir(directory, config, fresh=fresh)
-    if resume and (directory / PARAMS_FILE).exists():  # finished: no data or model needed
-        log(f"{directory}: the run is complete; pass --fresh to train it again")
-        return load_run(directory)
-    _check_init_flags(config, resume)
-    if dataset is None:
-        dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
-    # Raises (before anything is written) if the batch is larger than the data.
-    steps = steps_per_epoch(len(dataset.train), config.batch_size)
-
-    model = config.make_model()
-    state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps))
-    history, start = History(), None
-    checkpoints = directory / CHECKPOINTS_DIR
-    lineage = Lineage(list(lineage.records) if lineage is not None else [])
-    if resume and latest_step(checkpoints) is not None:
-        restored = restore(checkpoints, state)
-        state, start, history = restored.state, restored.progress, restored.history
-        log(
-            f"resuming {directory} from step {restored.step} "
-            f"(epoch {start.epoch}, {start.steps_done} of {steps} steps done)"
-        )
-    else:
-        state = _initial_state(state, config, init_params, lineage, log)
-    if main and not resume and directory.exists():  # --fresh over an old run: clear it
-        for name in RUN_FILES:
-            (directory / name).unlink(missing_ok=True)
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)
-    if main:
-        write_atomic(directory / CONFIG_FILE, config.to_json())
-    if main and not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first one
-        manifest = build_manifest(config, dataset, state, train_step=train_step,
-                                  command=sys.argv, lineage=lineage.records)  # fmt: skip
-        write_manifest(directory, manifest)
-
-    default_best = config.early_stop_monitor if config.early_stop_patience else "test_accuracy"
-    checkpointer = Checkpointer(
-        checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
-        config=config.to_dict(), keep=keep, every_epochs=checkpoint_every,
-        monitor=best_by or default_best,
-        stream=sys.stdout if verbose else None,
-    )  # fmt: skip
-    run_callbacks = [HistoryFiles(directory, history)] if main else []
-    run_callbacks += [checkpointer, *callbacks]
-    if config.early_stop_patience:
-        # Decides when to stop (counting epochs before a resume too); the best
-        # params come back from the best checkpoint, which survives a resume.
-        run_callbacks.append(
-            EarlyStopping(
-                config.early_stop_monitor,
-                config.early_stop_patience,
-                config.early_stop_min_delta,
-                restore_best=False,
-                history=history,
-            )  # fmt: skip
-        )
-    if tensorboard and main:
-        run_callbacks.append(TensorBoard(directory / TENSORBOARD_DIR))
-    if stop_after_epoch is not None:
-        run_callbacks.append(_StopAfterEpoch(stop_after_epoch))
+    lock = RunLock(directory).acquire() if main else None
     try:
-        state, history = fit(
-            state, dataset.train, dataset.test,
-            epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-            steps_per_dispatch=config.steps_per_dispatch, eval_batch_size=config.eval_batch_size,
-            callbacks=run_callbacks, history=history, start=start, train_step=train_step,
-            verbose=verbose, should_stop=should_stop,
+        resume = check_run_dir(directory, config, fresh=fresh)
+        if resume and (directory / PARAMS_FILE).exists():  # finished: no data or model needed
+            log(f"{directory}: the run is complete; pass --fresh to train it again")
+            return load_run(directory)
+        if lock is not None:
+            lock.announce()
+        _check_init_flags(config, resume)
+        if dataset is None:
+            dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
+        # Raises (before anything is written) if the batch is larger than the data.
+        steps = steps_per_epoch(len(dataset.train), config.batch_size)
+
+        model = config.make_model()
+        state = create_train_state(
+            model, jax.random.key(config.seed), make_optimizer(config, steps)
+        )
+        history, start = History(), None
+        checkpoints = directory / CHECKPOINTS_DIR
+        lineage = Lineage(list(lineage.records) if lineage is not None else [])
+        # Damaged checkpoints are set aside (one line each) only in process 0; the others
+        # read the same intact one.
+        restored = restore_intact(checkpoints, state, log) if resume else None
+        if restored is not None:
+            state, start, history = restored.state, restored.progress, restored.history
+            log(
+                f"resuming {directory} from step {restored.step} "
+                f"(epoch {start.epoch}, {start.steps_done} of {steps} steps done)"
+            )
+        else:
+            state = _initial_state(state, config, init_params, lineage, log)
+        if main and not resume and directory.exists():  # --fresh over an old run: clear it
+            for name in RUN_FILES:
+                (directory / name).unlink(missing_ok=True)
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            shutil.rmtree(directory / DAMAGED_DIR, ignore_errors=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        if main:
+            write_recorded(directory / CONFIG_FILE, config.to_json())
+        if main and not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first one
+            manifest = build_manifest(config, dataset, state, train_step=train_step,
+                                      command=sys.argv, lineage=lineage.records)  # fmt: skip
+            write_manifest(directory, manifest)
+
+        default_best = config.early_stop_monitor if config.early_stop_patience else "test_accuracy"
+        checkpointer = Checkpointer(
+            checkpoints, history=history, seed=config.seed, num_examples=len(dataset.train),
+            config=config.to_dict(), keep=keep, every_epochs=checkpoint_every,
+            monitor=best_by or default_best,
+            stream=sys.stdout if verbose else None,
         )  # fmt: skip
-        finished = stop_after_epoch is None or len(history) >= config.epochs
-        if finished and config.early_stop_patience:
-            best = checkpointer.manager.best_step()
-            if best is not None and best != int(state.step):
-                log(f"early stopping: restoring the params of the best checkpoint (step {best})")
-                state = state.replace(params=restore(checkpoints, state, best).state.params)
+        run_callbacks = [HistoryFiles(directory, history)] if main else []
+        run_callbacks += [checkpointer, *callbacks]
+        if config.early_stop_patience:
+            # Decides when to stop (counting epochs before a resume too); the best
+            # params come back from the best checkpoint, which survives a resume.
+            run_callbacks.append(
+                EarlyStopping(
+                    config.early_stop_monitor,
+                    config.early_stop_patience,
+                    config.early_stop_min_delta,
+                    restore_best=False,
+                    history=history,
+                )  # fmt: skip
+            )
+        if tensorboard and main:
+            run_callbacks.append(TensorBoard(directory / TENSORBOARD_DIR))
+        if stop_after_epoch is not None:
+            run_callbacks.append(_StopAfterEpoch(stop_after_epoch))
+        try:
+            state, history = fit(
+                state, dataset.train, dataset.test,
+                epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+                steps_per_dispatch=config.steps_per_dispatch,
+                eval_batch_size=config.eval_batch_size,
+                callbacks=run_callbacks, history=history, start=start, train_step=train_step,
+                verbose=verbose, should_stop=should_stop,
+            )  # fmt: skip
+            finished = stop_after_epoch is None or len(history) >= config.epochs
+            if finished and config.early_stop_patience:
+                best = checkpointer.manager.best_step()
+                if best is not None and best != int(state.step):
+                    log(
+                        f"early stopping: restoring the params of the best checkpoint (step {best})"
+                    )
+                    state = state.replace(params=restore(checkpoints, state, best).state.params)
+        finally:
+            checkpointer.close()
+        if finished and main:
+            save_params(directory / PARAMS_FILE, state.params)
+        return Run(directory, config, history, host_copy(state.params))
     finally:
-        checkpointer.close()
-    if finished and main:
-        save_params(directory / PARAMS_FILE, state.params)
-    return Run(directory, config, history, host_copy(state.params))
+        if lock is not None:
+            lock.release()
+
+
+@dataclass
+class CheckedFile:
+    """One file or checkpoint of a run, as `check_run` found it: `problem` is None if intact."""
+
+    name: str
+    problem: str | None
+
+
+def _state_template(config: TrainConfig) -> TrainState:
+    """`config`'s TrainState as shapes and dtypes (the optimizer's state does not depend
+    on the schedule's length, so one step per epoch will do)."""
+    model, tx = config.make_model(), make_optimizer(config, 1)
+    return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), tx))
+
+
+def check_run(directory: str | os.PathLike) -> list[CheckedFile]:
+    """Verify every file and checkpoint of a run against the sha256s recorded for it.
+
+    Run files are checked against the run's SHA256SUMS; each checkpoint's files
+    against its own SHA256SUMS, then restored and its arrays compared with their
+    recorded digests (this needs an intact config.json).
+
+    Raises:
+        RunError: `directory` is not a run directory at all.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run directory")
+    results, config = [], None
+    try:
+        listed = _recorded(directory)
+        missing = None if (directory / SUMS_FILE).exists() else "missing"
+        results.append(CheckedFile(SUMS_FILE, missing))
+    except RunError as error:
+        results.append(CheckedFile(SUMS_FILE, str(error).split(": ", 1)[-1]))
+        listed = set()
+    names = listed | {n for n in RUN_FILES if n != SUMS_FILE and (directory / n).exists()}
+    names -= {"predict.jaxexport"}  # `flaxfit export`'s output, not part of the run
+    if not (directory / CONFIG_FILE).exists() and CONFIG_FILE not in names:
+        raise RunError(f"{directory}: no {CONFIG_FILE}; is it a flaxfit run?")
+    names.add(CONFIG_FILE)
+    for name in sorted(names):
+        try:
+            read_recorded(directory / name)
+            results.append(CheckedFile(name, None))
+        except IntegrityError as error:
+            results.append(CheckedFile(name, str(error).split(": ", 1)[-1]))
+    if all(r.problem is None for r in results if r.name in (CONFIG_FILE, SUMS_FILE)):
+        with contextlib.suppress(RunError, TypeError, ValueError):
+            config = TrainConfig.from_dict(_read_json(directory / CONFIG_FILE))
+    checkpoints = directory / CHECKPOINTS_DIR
+    template = _state_template(config) if config is not None else None
+    for step in checkpoint_steps(checkpoints):
+        name = f"{CHECKPOINTS_DIR}/{step}"
+        try:
+            if template is None:  # without the model, the arrays cannot be read back
+                verify_files(checkpoints, step)
+                name += " (its files; arrays not read without an intact config.json)"
+            else:
+                restore(checkpoints, template, step)
+            results.append(CheckedFile(name, None))
+        except DamagedCheckpoint as error:
+            results.append(CheckedFile(name, error.reason))
+    return results

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flaxfit.callbacks.base import Callback
-from flaxfit.files import write_atomic
+from flaxfit.files import write_recorded
 from flaxfit.history import COLUMNS, History
 
 HISTORY_FILE = "history.json"
@@ -24,6 +24,8 @@ METRICS_FILE = "metrics.csv"
 def write_history(directory: str | os.PathLike, history: History) -> None:
     """Write history.json (all of it) and metrics.csv (one row per epoch), each atomically.
 
+    Both are listed with their sha256 in the directory's SHA256SUMS.
+
     Args:
         directory: where the two files go; created if missing.
         history: `History.to_dict()` becomes history.json; its rows, under a
@@ -31,12 +33,12 @@ def write_history(directory: str | os.PathLike, history: History) -> None:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(directory / HISTORY_FILE, json.dumps(history.to_dict(), indent=2) + "\n")
+    write_recorded(directory / HISTORY_FILE, json.dumps(history.to_dict(), indent=2) + "\n")
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history.rows)
-    write_atomic(directory / METRICS_FILE, table.getvalue())
+    write_recorded(directory / METRICS_FILE, table.getvalue())
 
 
 class HistoryFiles(Callback):
