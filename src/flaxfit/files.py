@@ -31,8 +31,10 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.fsync(file.fileno())  # the rename must not land before the data does
         os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:  # say which file it was
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 
