@@ -172,7 +172,14 @@ def check_run_dir(directory: Path, config: TrainConfig, *, fresh: bool) -> bool:
     if not directory.exists() or all(p.name == LOCK_FILE for p in directory.iterdir()):
         return False
     if not (directory / CONFIG_FILE).exists():
-        raise RunError(f"{directory}: not empty and not a flaxfit run; choose another --out")
+        leftovers = (SUMS_FILE, CHECKPOINTS_DIR, HISTORY_FILE, PARAMS_FILE)
+        if not any((directory / name).exists() for name in leftovers):
+            raise RunError(f"{directory}: not empty and not a flaxfit run; choose another --out")
+        if not fresh:
+            raise RunError(
+                f"{directory / CONFIG_FILE}: no such file, but the rest of a run is there; "
+                "put it back to continue, or pass --fresh to start over"
+            )
     if fresh:
         return False
     try:
