@@ -18,9 +18,9 @@ import time
 import jax
 
 import flaxfit
-from flaxfit.config import TrainConfig
-from flaxfit.loop import steps_per_epoch
-from flaxfit.optim import make_optimizer
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.optim import make_optimizer
+from flaxfit.training.loop import steps_per_epoch
 
 
 def main() -> None:

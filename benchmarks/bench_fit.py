@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_fit.py [--models softmax cnn1] [--epochs 2]
 
-The plain loop is `flaxfit.deck.fit`: a Python loop over host numpy batches,
+The plain loop is `flaxfit.training.deck.fit`: a Python loop over host numpy batches,
 the deck's jitted `train_step`, `float(loss)` after every step. For cnn1 it
 runs twice: with the deck's own model (nn.Conv + nn.max_pool, slide 13) and
 with flaxfit's (same function, CPU-friendly internals), so the gain from the
@@ -19,7 +19,7 @@ import statistics
 import jax
 
 import flaxfit
-from flaxfit import deck
+from flaxfit.training import deck
 
 
 def steady(history: flaxfit.History) -> tuple[float, float]:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import flaxfit
-from flaxfit.loop import run_steps
+from flaxfit.training.loop import run_steps
 
 PAPER_MFLOP_PER_IMAGE = 21.2
 

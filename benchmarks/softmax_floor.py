@@ -6,7 +6,7 @@ One train step of softmax regression on a batch of 128 does two matmuls:
 logits = x @ W (128x784 @ 784x10) and dW = x.T @ g (784x128 @ 128x10),
 about 4 MFLOP. This script times, per step and in one run:
 
-- the deck's plain loop (flaxfit.deck.fit: one dispatch and one float(loss) per step)
+- the deck's plain loop (flaxfit.training.deck.fit: one dispatch and one float(loss) per step)
   and flaxfit's fit() (64 steps per compiled scan), each its best epoch after the first;
 - a compiled scan that does nothing but those two matmuls on the real uint8
   batches (no optimizer, no shuffling, no metrics): no train step can beat it.
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import flaxfit
-from flaxfit import deck
+from flaxfit.training import deck
 from roofline import best_seconds  # benchmarks/ is on sys.path when run as a script
 
 BATCH = 128

@@ -48,9 +48,9 @@ def shared_digit_run(tmp_path_factory) -> Path:
     pytest-xdist workers: the first one to take the lock trains, the others
     wait and reuse the run directory.
     """
-    from flaxfit.config import TrainConfig
     from flaxfit.data import Dataset, Split
-    from flaxfit.run import PARAMS_FILE, train_run
+    from flaxfit.runs.config import TrainConfig
+    from flaxfit.runs.directory import PARAMS_FILE, train_run
     from stroke_digits import stroke_digits
 
     base = tmp_path_factory.getbasetemp()
@@ -74,7 +74,7 @@ def live_server(app, timeout: float = 30.0) -> Iterator[str]:
     """
     import uvicorn
 
-    from flaxfit.serve.server import bind
+    from flaxfit.tools.serve.server import bind
 
     sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from flaxfit.images import prepare_digit
+from flaxfit.data.images import prepare_digit
 
 Stroke = list[tuple[float, float]]
 

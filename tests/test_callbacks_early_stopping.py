@@ -8,10 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from flaxfit.callbacks import Callback, EarlyStopping
-from flaxfit.loop import fit
 from flaxfit.models import SoftmaxRegression
-from flaxfit.train import create_train_state, loss_fn
+from flaxfit.training.callbacks import Callback, EarlyStopping
+from flaxfit.training.loop import fit
+from flaxfit.training.step import create_train_state, loss_fn
 from helpers import make_digits
 
 TRAIN = make_digits(1000, seed=0)

@@ -9,11 +9,11 @@ import os
 import jax
 import pytest
 
-from flaxfit.callbacks import Callback, HistoryFiles, write_history
-from flaxfit.history import COLUMNS, History
-from flaxfit.loop import fit
 from flaxfit.models import SoftmaxRegression
-from flaxfit.train import create_train_state
+from flaxfit.training.callbacks import Callback, HistoryFiles, write_history
+from flaxfit.training.history import COLUMNS, History
+from flaxfit.training.loop import fit
+from flaxfit.training.step import create_train_state
 from helpers import make_digits
 
 

@@ -5,10 +5,10 @@ import re
 
 import jax
 
-from flaxfit.callbacks import ProgressBar
-from flaxfit.loop import fit
 from flaxfit.models import SoftmaxRegression
-from flaxfit.train import create_train_state
+from flaxfit.training.callbacks import ProgressBar
+from flaxfit.training.loop import fit
+from flaxfit.training.step import create_train_state
 from helpers import make_digits
 
 TRAIN = make_digits(400, seed=0)

@@ -13,10 +13,10 @@ import pytest
 from tensorboardX.proto.event_pb2 import Event
 
 import flaxfit
-from flaxfit.callbacks import TensorBoard
-from flaxfit.loop import fit
 from flaxfit.models import SoftmaxRegression
-from flaxfit.train import create_train_state
+from flaxfit.training.callbacks import TensorBoard
+from flaxfit.training.loop import fit
+from flaxfit.training.step import create_train_state
 from helpers import make_digits
 
 ALL_TAGS = {

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from flaxfit.config import TrainConfig
+from flaxfit.runs.config import TrainConfig
 
 
 def test_defaults_are_make_trains_run():

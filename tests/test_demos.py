@@ -4,8 +4,8 @@ import numpy as np
 from PIL import Image
 
 from flaxfit.cli import main
-from flaxfit.demos import h, jit_report, nabla_h, nabla_h_exact
-from flaxfit.viz import grid_values
+from flaxfit.tools.demos import h, jit_report, nabla_h, nabla_h_exact
+from flaxfit.tools.viz import grid_values
 
 
 def test_nabla_h_matches_the_analytic_gradient_on_a_grid():

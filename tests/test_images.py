@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flaxfit.images import (
+from flaxfit.data.images import (
     MAX_PIXELS,
     decode_image,
     is_dark_on_light,

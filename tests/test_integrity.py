@@ -10,17 +10,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from flaxfit.checkpoints import (
+from flaxfit.cli import main
+from flaxfit.files import IntegrityError, read_recorded, read_sums, write_recorded, write_sums
+from flaxfit.runs.checkpoints import (
     DAMAGED_DIR,
     CheckpointError,
     DamagedCheckpoint,
     checkpoint_steps,
     restore,
 )
-from flaxfit.cli import main
-from flaxfit.config import TrainConfig
-from flaxfit.files import IntegrityError, read_recorded, read_sums, write_recorded, write_sums
-from flaxfit.run import _state_template, check_run, train_run
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.directory import _state_template, check_run, train_run
 from helpers import make_dataset
 
 TIMING = ("seconds", "images_per_second")

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from flaxfit.lock import RunLock, RunLockedError
+from flaxfit.runs.lock import RunLock, RunLockedError
 from helpers import write_digits_dir
 
 HOLD = """
 import sys
-from flaxfit.lock import RunLock
+from flaxfit.runs.lock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 lock.announce()
 print("locked", flush=True)

@@ -7,13 +7,13 @@ import numpy as np
 import optax
 import pytest
 
-from flaxfit import deck
-from flaxfit.callbacks import Callback, ProgressBar
-from flaxfit.compile_watch import watch_compiles
-from flaxfit.history import History
-from flaxfit.loop import chunk_sizes, epoch_order, evaluate, fit
 from flaxfit.models import SingleLayerCNN, SoftmaxRegression
-from flaxfit.train import create_train_state, loss_fn, to_model_inputs
+from flaxfit.training import deck
+from flaxfit.training.callbacks import Callback, ProgressBar
+from flaxfit.training.compile_watch import watch_compiles
+from flaxfit.training.history import History
+from flaxfit.training.loop import chunk_sizes, epoch_order, evaluate, fit
+from flaxfit.training.step import create_train_state, loss_fn, to_model_inputs
 from helpers import make_digits
 
 TRAIN = make_digits(1000, seed=0)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import flaxfit
-from flaxfit.config import TrainConfig
 from flaxfit.data import Dataset, Split
 from flaxfit.files import write_recorded
-from flaxfit.manifest import (
+from flaxfit.models import create_model
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.manifest import (
     ABSENT,
     MANIFEST_FILE,
     PACKAGES,
@@ -28,9 +29,8 @@ from flaxfit.manifest import (
     train_step_hash,
     write_manifest,
 )
-from flaxfit.models import create_model
-from flaxfit.optim import make_optimizer
-from flaxfit.train import create_train_state, train_step
+from flaxfit.runs.optim import make_optimizer
+from flaxfit.training.step import create_train_state, train_step
 
 BATCH = 8
 SHA = {"train-images-idx3-ubyte.gz": "1" * 64, "train-labels-idx1-ubyte.gz": "2" * 64}
@@ -161,7 +161,7 @@ def test_train_step_hash_changes_with_model_optimizer_and_batch(config, manifest
 
 STEP_SOURCE = """
 import jax
-from flaxfit.train import loss_fn
+from flaxfit.training.step import loss_fn
 
 def step(state, inputs, labels):
     loss, grads = jax.value_and_grad(loss_fn)(state.params, state, inputs, labels)

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import pytest
 
 import flaxfit
-from flaxfit.config import TrainConfig
+from flaxfit.runs.config import TrainConfig
 from helpers import make_digits
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import optax
 import pytest
 
-from flaxfit.config import SCHEDULES, TrainConfig
-from flaxfit.optim import learning_rate_schedule, make_optimizer
+from flaxfit.runs.config import SCHEDULES, TrainConfig
+from flaxfit.runs.optim import learning_rate_schedule, make_optimizer
 
 STEPS = 10  # per epoch
 

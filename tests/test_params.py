@@ -1,4 +1,4 @@
-"""flaxfit.params: paths, get/replace/select, sizes, transfer, freeze and the lineage records."""
+"""flaxfit.models.params: paths, get/replace/select, sizes, transfer, freeze, lineage records."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from flaxfit import DoubleLayerCNN, SingleLayerCNN, SoftmaxRegression, create_train_state, fit
-from flaxfit import params as P
+from flaxfit.models import params as P
 from helpers import make_digits
 
 CNN1_PATHS = [

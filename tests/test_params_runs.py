@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from flaxfit import create_train_state, evaluate, fit, load_run, train_run
-from flaxfit import params as P
 from flaxfit.cli import main
-from flaxfit.config import TrainConfig
-from flaxfit.optim import make_optimizer
-from flaxfit.predict import predict_probabilities
+from flaxfit.models import params as P
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.optim import make_optimizer
+from flaxfit.tools.predict import predict_probabilities
 from helpers import make_dataset, make_digits, write_digits_dir
 
 
@@ -157,7 +157,7 @@ def test_summary_falls_back_to_the_compiled_count_where_jax_gives_none_before(mo
     from jax.stages import Lowered
 
     from flaxfit import SoftmaxRegression
-    from flaxfit.summary import train_step_cost
+    from flaxfit.tools.summary import train_step_cost
 
     assert train_step_cost(SoftmaxRegression(), 8)["stage"] == "lowered"
     monkeypatch.setattr(Lowered, "cost_analysis", lambda self: None)  # as jax 0.11.2 on a GPU did

@@ -4,15 +4,15 @@ from PIL import Image
 
 import flaxfit
 from flaxfit.cli import main
-from flaxfit.config import TrainConfig
-from flaxfit.history import History
-from flaxfit.plots import (
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.directory import train_run
+from flaxfit.tools.plots import (
     confusion_matrix,
     feature_maps,
     plot_learning_curves,
     plot_probabilities,
 )
-from flaxfit.run import train_run
+from flaxfit.training.history import History
 from helpers import make_digits, write_digits_dir
 
 FIGURES = {"learning_curves", "confusion_matrix", "misclassified", "filters", "feature_maps",

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from flaxfit.checkpoints import Checkpointer, latest_step, restore
-from flaxfit.config import TrainConfig
-from flaxfit.history import History
-from flaxfit.loop import NonFiniteError, TrainingInterrupted
-from flaxfit.run import train_run
-from flaxfit.train import train_step as flaxfit_train_step
+from flaxfit.runs.checkpoints import Checkpointer, latest_step, restore
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.directory import train_run
+from flaxfit.training.history import History
+from flaxfit.training.loop import NonFiniteError, TrainingInterrupted
+from flaxfit.training.step import train_step as flaxfit_train_step
 from helpers import make_dataset, write_digits_dir
 
 TIMING = ("seconds", "images_per_second")
@@ -122,8 +122,8 @@ def test_a_non_finite_value_stops_training_and_keeps_the_last_good_checkpoint(
 
 def _template(config):
     from flaxfit.models import create_model
-    from flaxfit.optim import make_optimizer
-    from flaxfit.train import create_train_state
+    from flaxfit.runs.optim import make_optimizer
+    from flaxfit.training.step import create_train_state
 
     return create_train_state(
         create_model(config.model), jax.random.key(config.seed), make_optimizer(config, 12)

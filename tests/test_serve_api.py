@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from flaxfit.config import TrainConfig
-from flaxfit.history import History
-from flaxfit.images import prepare_digit
-from flaxfit.predict import predict_probabilities
-from flaxfit.run import Run, load_run
-from flaxfit.serve import create_app
-from flaxfit.serve.app import STATIC_FILES
-from flaxfit.train import create_train_state
+from flaxfit.data.images import prepare_digit
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.directory import Run, load_run
+from flaxfit.tools.predict import predict_probabilities
+from flaxfit.tools.serve import create_app
+from flaxfit.tools.serve.app import STATIC_FILES
+from flaxfit.training.history import History
+from flaxfit.training.step import create_train_state
 from serve_helpers import png_bomb, png_bytes, shared_digit_run
 from stroke_digits import draw_digit, stroke_digits
 
@@ -128,7 +128,7 @@ def test_multipart_upload_rgb_png(client):
 
 
 def test_feature_maps_are_the_first_conv_layer_scaled_per_channel(client, run, digits):
-    from flaxfit.plots import feature_maps
+    from flaxfit.tools.plots import feature_maps
 
     image = digits[0][0]
     answer = client.post(

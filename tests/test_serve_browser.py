@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from flaxfit.run import load_run
-from flaxfit.serve import create_app
+from flaxfit.runs.directory import load_run
+from flaxfit.tools.serve import create_app
 from serve_helpers import live_server, shared_digit_run
 
 CHROMIUM = Path(os.environ.get("FLAXFIT_CHROMIUM", "/usr/bin/chromium"))

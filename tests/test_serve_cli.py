@@ -13,7 +13,7 @@ import httpx2 as httpx
 import pytest
 
 from flaxfit.cli import main
-from flaxfit.serve import server
+from flaxfit.tools.serve import server
 from serve_helpers import shared_digit_run, wait_until_healthy
 
 

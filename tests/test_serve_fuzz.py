@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from flaxfit.run import load_run
-from flaxfit.serve import create_app
+from flaxfit.runs.directory import load_run
+from flaxfit.tools.serve import create_app
 from serve_helpers import png_bomb, png_bytes, shared_digit_run
 
 # Pillow warns about huge declared sizes before flaxfit refuses them; expected here.

@@ -10,8 +10,8 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 
-from flaxfit.run import load_run
-from flaxfit.serve import create_app
+from flaxfit.runs.directory import load_run
+from flaxfit.tools.serve import create_app
 from serve_helpers import live_server, png_bytes, shared_digit_run
 from stroke_digits import draw_digit, stroke_digits
 

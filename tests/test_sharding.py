@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from flaxfit.sharding import check_batch_size, data_mesh
+from flaxfit.training.sharding import check_batch_size, data_mesh
 
 SCRIPT = r"""
 import json, sys
@@ -20,8 +20,8 @@ import jax, numpy as np
 sys.path.insert(0, sys.argv[1])
 from helpers import make_digits
 import flaxfit
-from flaxfit.loop import run_steps
-from flaxfit.sharding import data_mesh
+from flaxfit.training.loop import run_steps
+from flaxfit.training.sharding import data_mesh
 
 train, test = make_digits(1024, seed=0), make_digits(303, seed=1)
 out = {"devices": jax.device_count()}

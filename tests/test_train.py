@@ -4,9 +4,15 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
-from flaxfit import deck
 from flaxfit.models import SingleLayerCNN, SoftmaxRegression
-from flaxfit.train import create_train_state, eval_step, loss_fn, to_model_inputs, train_step
+from flaxfit.training import deck
+from flaxfit.training.step import (
+    create_train_state,
+    eval_step,
+    loss_fn,
+    to_model_inputs,
+    train_step,
+)
 from helpers import make_digits
 
 

@@ -1,9 +1,9 @@
 import pytest
 
 from flaxfit.cli import main
-from flaxfit.config import TrainConfig
-from flaxfit.run import train_run
-from flaxfit.verify import compare_runs
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.directory import train_run
+from flaxfit.runs.verify import compare_runs
 from helpers import make_dataset, write_digits_dir
 
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from flaxfit.cli import main
-from flaxfit.xla_env import DETERMINISTIC_GPU_FLAG, request_deterministic_gpu
+from flaxfit.runs.xla_env import DETERMINISTIC_GPU_FLAG, request_deterministic_gpu
 
 
 def test_the_flag_is_added_after_the_users_other_flags():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from flaxfit.config import TrainConfig
+    from flaxfit.runs.config import TrainConfig
 
 USAGE_ERROR = 2
 NON_FINITE = 3
@@ -59,9 +59,9 @@ def _existing_dir(text: str) -> Path:
 
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (the run's config), plus --config FILE."""
-    from flaxfit.config import DTYPES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
     from flaxfit.data import DATASETS
     from flaxfit.models import MODELS
+    from flaxfit.runs.config import DTYPES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     defaults = TrainConfig()
     add = command.add_argument
@@ -110,8 +110,8 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from flaxfit import __version__
-    from flaxfit.config import MONITORS
     from flaxfit.models import MODELS
+    from flaxfit.runs.config import MONITORS
 
     parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
     parser.add_argument("--version", action="version", version=f"flaxfit {__version__}")
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("run_a", type=_existing_dir)
     diff.add_argument("run_b", type=_existing_dir)
 
-    # The digit pad (flaxfit.serve): a local web page to draw digits for the model.
+    # The digit pad (flaxfit.tools.serve): a local web page to draw digits for the model.
     serve = commands.add_parser(
         "serve", help="a web page to draw digits and watch the model read them"
     )
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     import dataclasses
 
-    from flaxfit.config import TrainConfig
+    from flaxfit.runs.config import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     values["data_dir"] = str(args.data_dir) if args.data_dir else None
@@ -244,14 +244,14 @@ def _resume_command(argv: Sequence[str]) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from flaxfit.loop import NonFiniteError, TrainingInterrupted
-    from flaxfit.run import train_run
-    from flaxfit.signals import EXIT_CODES, StopRequest
+    from flaxfit.runs.directory import train_run
+    from flaxfit.runs.signals import EXIT_CODES, StopRequest
+    from flaxfit.training.loop import NonFiniteError, TrainingInterrupted
 
     config = _config_from_args(args)
     out = args.out or Path("runs") / config.model
     if args.distributed:
-        from flaxfit.distributed import initialize
+        from flaxfit.runs.distributed import initialize
 
         initialize(args.coordinator, args.num_processes, args.process_id)
     try:
@@ -281,7 +281,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.distributed:  # every process: equal hashes show the replicas stayed in step
         import jax
 
-        from flaxfit.manifest import params_sha256
+        from flaxfit.runs.manifest import params_sha256
 
         print(f"process {jax.process_index()}/{jax.process_count()}: "
               f"params sha256 {params_sha256(run.params)}", flush=True)  # fmt: skip
@@ -313,7 +313,7 @@ def _signal_name(signum: int | None) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from flaxfit.run import check_run
+    from flaxfit.runs.directory import check_run
 
     results = check_run(args.run)
     for result in results:
@@ -329,8 +329,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from flaxfit.data import load_dataset
-    from flaxfit.predict import predict_probabilities
-    from flaxfit.run import load_run
+    from flaxfit.runs.directory import load_run
+    from flaxfit.tools.predict import predict_probabilities
 
     run = load_run(args.run)
     data_dir = args.data_dir or run.config.data_dir
@@ -352,9 +352,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from flaxfit.images import load_digit
-    from flaxfit.predict import predict_probabilities
-    from flaxfit.run import load_run
+    from flaxfit.data.images import load_digit
+    from flaxfit.runs.directory import load_run
+    from flaxfit.tools.predict import predict_probabilities
 
     digits = np.stack([load_digit(path, center=not args.no_center) for path in args.images])
     run = load_run(args.run)
@@ -376,14 +376,14 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from flaxfit.serve import serve
+    from flaxfit.tools.serve import serve
 
     serve(args.run, args.host, args.port)
     return 0
 
 
 def _verify_resume(args: argparse.Namespace) -> int:
-    from flaxfit.verify import verify_resume
+    from flaxfit.runs.verify import verify_resume
 
     config = _config_from_args(args)
     print(f"verify-resume: {config.model} on {config.dataset}, {config.epochs} epochs; stopped "
@@ -395,8 +395,8 @@ def _verify_resume(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from flaxfit.data import load_dataset
-    from flaxfit.plots import write_report
-    from flaxfit.run import load_run
+    from flaxfit.runs.directory import load_run
+    from flaxfit.tools.plots import write_report
 
     run = load_run(args.run)
     data_dir = args.data_dir or run.config.data_dir
@@ -408,7 +408,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from flaxfit import demos
+    from flaxfit.tools import demos
 
     if args.which == "jit":
         print(demos.jit_report(args.calls).format())
@@ -425,15 +425,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     from flaxfit.models import create_model
-    from flaxfit.summary import format_summary
+    from flaxfit.tools.summary import format_summary
 
     print(format_summary(args.model, create_model(args.model), args.batch_size))
     return 0
 
 
 def _params(args: argparse.Namespace) -> int:
-    from flaxfit import params as P
-    from flaxfit.run import load_run
+    from flaxfit.models import params as P
+    from flaxfit.runs.directory import load_run
 
     run = load_run(args.run)
     if args.select:
@@ -461,8 +461,8 @@ def _export(args: argparse.Namespace) -> int:
             "--format onnx: not available; the maintained converter (jax2onnx 0.17.1) needs "
             "orbax-checkpoint < 0.11.37 and flaxfit pins 0.12.8 (see README); use stablehlo"
         )
-    from flaxfit.export import EXPORT_FILE, export_predict, save_exported
-    from flaxfit.run import load_run
+    from flaxfit.runs.directory import load_run
+    from flaxfit.tools.export import EXPORT_FILE, export_predict, save_exported
 
     run = load_run(args.run)
     out = args.out or args.run / EXPORT_FILE
@@ -477,7 +477,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _diff_runs(args: argparse.Namespace) -> int:
-    from flaxfit.manifest import diff_runs_main
+    from flaxfit.runs.manifest import diff_runs_main
 
     return diff_runs_main(str(args.run_a), str(args.run_b))
 
@@ -499,9 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     args.argv = argv
     if args.command in ("train", "verify-resume"):
-        from flaxfit.xla_env import request_deterministic_gpu
+        from flaxfit.runs.xla_env import request_deterministic_gpu
 
-        request_deterministic_gpu()  # bit-exact resume on GPU too (see flaxfit.xla_env)
+        request_deterministic_gpu()  # bit-exact resume on GPU too (see flaxfit.runs.xla_env)
     command = {
         "train": _train,
         "check": _check,
@@ -533,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _read_config_file(path: Path) -> dict:
     import json
 
-    from flaxfit.config import TrainConfig
+    from flaxfit.runs.config import TrainConfig
 
     try:
         config = TrainConfig.from_dict(json.loads(path.read_text()))

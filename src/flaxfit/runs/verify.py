@@ -19,11 +19,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from flaxfit.checkpoints import CHECKPOINTS_DIR, restore
-from flaxfit.config import TrainConfig
-from flaxfit.history import COLUMNS
-from flaxfit.optim import make_optimizer
-from flaxfit.train import create_train_state
+from flaxfit.runs.checkpoints import CHECKPOINTS_DIR, restore
+from flaxfit.runs.config import TrainConfig
+from flaxfit.training.history import COLUMNS
+from flaxfit.runs.optim import make_optimizer
+from flaxfit.training.step import create_train_state
 
 _METRICS = [c for c in COLUMNS if c not in ("seconds", "images_per_second")]
 

@@ -8,7 +8,7 @@ import socket
 import sys
 from typing import Any, TextIO
 
-from flaxfit.run import load_run
+from flaxfit.runs.directory import load_run
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -88,7 +88,7 @@ def serve(
         ValueError (RunError included): the run cannot be loaded, or the port
             cannot be used; the message says what to do.
     """
-    from flaxfit.serve.app import create_app
+    from flaxfit.tools.serve.app import create_app
 
     out = out or sys.stdout
     sock = bind(host, port)  # first: a taken port is reported before seconds of loading

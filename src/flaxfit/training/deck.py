@@ -16,9 +16,9 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
-from flaxfit.history import History
-from flaxfit.loop import as_arrays, epoch_order, evaluate, steps_per_epoch
 from flaxfit.models import NUM_CLASSES
+from flaxfit.training.history import History
+from flaxfit.training.loop import as_arrays, epoch_order, evaluate, steps_per_epoch
 
 
 # --- slide 14, verbatim -----------------------------------------------------

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from flaxfit.train import create_train_state, train_step
+from flaxfit.training.step import create_train_state, train_step
 
 
 def layer_table(model: nn.Module, *, width: int = 120) -> str:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from flaxfit.callbacks.base import Callback
-from flaxfit.history import COLUMNS, History
+from flaxfit.training.callbacks.base import Callback
+from flaxfit.training.history import COLUMNS, History
 
 #: Columns that can be monitored (every History column but the epoch number).
 MONITORABLE = tuple(column for column in COLUMNS if column != "epoch")

@@ -32,7 +32,7 @@ def nabla_h_exact(x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def grad_figure(num: int = 40) -> Any:
     """The deck's plot3d of h and nabla_h over (-pi, pi)^2."""
-    from flaxfit.viz import plot3d
+    from flaxfit.tools.viz import plot3d
 
     return plot3d((-jnp.pi, jnp.pi), (-jnp.pi, jnp.pi), h, nabla_h, num=num,
                   title="h(x1, x2) = 2 sin x1 sin x2 and its gradient")  # fmt: skip

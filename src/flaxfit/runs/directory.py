@@ -27,8 +27,8 @@ from flax import linen as nn
 from flax import serialization
 from flax.training.train_state import TrainState
 
-from flaxfit.callbacks import HISTORY_FILE, METRICS_FILE, EarlyStopping, HistoryFiles, TensorBoard
-from flaxfit.checkpoints import (
+from flaxfit.training.callbacks import HISTORY_FILE, METRICS_FILE, EarlyStopping, HistoryFiles, TensorBoard
+from flaxfit.runs.checkpoints import (
     CHECKPOINTS_DIR,
     DAMAGED_DIR,
     Checkpointer,
@@ -39,17 +39,17 @@ from flaxfit.checkpoints import (
     restore_intact,
     verify_files,
 )
-from flaxfit.config import TrainConfig
+from flaxfit.runs.config import TrainConfig
 from flaxfit.data import Dataset, load_dataset
-from flaxfit.distributed import is_main_process
+from flaxfit.runs.distributed import is_main_process
 from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
-from flaxfit.history import History
-from flaxfit.lock import LOCK_FILE, RunLock
-from flaxfit.loop import TrainStep, fit, steps_per_epoch
-from flaxfit.manifest import MANIFEST_FILE, build_manifest, write_manifest
-from flaxfit.optim import make_optimizer
-from flaxfit.params import Lineage, check_patterns, select
-from flaxfit.train import create_train_state, train_step
+from flaxfit.training.history import History
+from flaxfit.runs.lock import LOCK_FILE, RunLock
+from flaxfit.training.loop import TrainStep, fit, steps_per_epoch
+from flaxfit.runs.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from flaxfit.runs.optim import make_optimizer
+from flaxfit.models.params import Lineage, check_patterns, select
+from flaxfit.training.step import create_train_state, train_step
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
@@ -289,11 +289,11 @@ def train_run(
     latest checkpoint, bit-exactly.
 
     A new run starts from fresh params, from `config.init_from`'s params
-    (matched by path, see `flaxfit.params.transfer`), or from `init_params`
+    (matched by path, see `flaxfit.models.params.transfer`), or from `init_params`
     (every array checked against the model); `lineage` records edits made to
     those before, and goes into the manifest with the transfer and freeze.
 
-    While it runs, the directory is locked (`flaxfit.lock.RunLock`): a second
+    While it runs, the directory is locked (`flaxfit.runs.lock.RunLock`): a second
     trainer on it fails at once, naming this one. On resume, a damaged newest
     checkpoint is set aside with one line through `log`, and training
     continues from the newest intact one.

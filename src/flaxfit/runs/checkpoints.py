@@ -25,8 +25,8 @@ import orbax.checkpoint as ocp
 from flax.training.train_state import TrainState
 
 from flaxfit.files import SUMS_FILE, IntegrityError, read_sums, sha256_hex, write_sums
-from flaxfit.history import COLUMNS, History
-from flaxfit.loop import EpochProgress, epoch_order
+from flaxfit.training.history import COLUMNS, History
+from flaxfit.training.loop import EpochProgress, epoch_order
 
 CHECKPOINTS_DIR = "checkpoints"
 #: Where resume moves a damaged checkpoint (beside CHECKPOINTS_DIR, in the run).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flaxfit.history import History
+from flaxfit.training.history import History
 
 
 class Callback:

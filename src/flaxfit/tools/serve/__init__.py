@@ -7,10 +7,10 @@ runs it with uvicorn. Only the CLI imports this package: the server sits at
 the end of the data flow and reads runs, pictures and models like any client.
 """
 
-from flaxfit.serve.app import MAX_BODY_BYTES as MAX_BODY_BYTES
-from flaxfit.serve.app import create_app as create_app
-from flaxfit.serve.predictor import Prediction as Prediction
-from flaxfit.serve.predictor import Predictor as Predictor
-from flaxfit.serve.server import serve as serve
+from flaxfit.tools.serve.app import MAX_BODY_BYTES as MAX_BODY_BYTES
+from flaxfit.tools.serve.app import create_app as create_app
+from flaxfit.tools.serve.predictor import Prediction as Prediction
+from flaxfit.tools.serve.predictor import Predictor as Predictor
+from flaxfit.tools.serve.server import serve as serve
 
 __all__ = ["MAX_BODY_BYTES", "Prediction", "Predictor", "create_app", "serve"]

@@ -18,8 +18,8 @@ import jax
 import numpy as np
 
 from flaxfit.files import write_atomic
-from flaxfit.history import History
-from flaxfit.viz import _pyplot
+from flaxfit.tools.viz import _pyplot
+from flaxfit.training.history import History
 
 
 def plot_learning_curves(history: History) -> Any:
@@ -178,8 +178,8 @@ def _png(fig: Any) -> bytes:
 
 def write_report(run: Any, test_images: np.ndarray, test_labels: np.ndarray, out_dir: Path,
                  image_index: int = 0) -> Path:  # fmt: skip
-    """Draw every picture of `run` (a flaxfit.run.Run) into `out_dir`; returns report.html."""
-    from flaxfit.predict import predict_probabilities
+    """Draw every picture of `run` (a `flaxfit.Run`) into `out_dir`; returns report.html."""
+    from flaxfit.tools.predict import predict_probabilities
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not 0 <= image_index < len(test_images):

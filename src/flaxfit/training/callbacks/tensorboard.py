@@ -11,8 +11,8 @@ import os
 import time
 from typing import Any
 
-from flaxfit.callbacks.base import Callback
-from flaxfit.history import History
+from flaxfit.training.callbacks.base import Callback
+from flaxfit.training.history import History
 
 #: Scalar tag -> History column. Loss and accuracy tags share a prefix so that
 #: TensorBoard draws train and test on one chart each.

@@ -24,12 +24,12 @@ import numpy as np
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 
-from flaxfit.callbacks import ProgressBar, call_hooks
-from flaxfit.compile_watch import watch_compiles
-from flaxfit.history import History
 from flaxfit.models import NUM_CLASSES
-from flaxfit.sharding import check_batch_size, data_mesh, replicate, split_batch
-from flaxfit.train import EvalMetrics, eval_step, to_model_inputs, train_step
+from flaxfit.training.callbacks import ProgressBar, call_hooks
+from flaxfit.training.compile_watch import watch_compiles
+from flaxfit.training.history import History
+from flaxfit.training.sharding import check_batch_size, data_mesh, replicate, split_batch
+from flaxfit.training.step import EvalMetrics, eval_step, to_model_inputs, train_step
 
 TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
 EvalStep = Callable[..., EvalMetrics]

@@ -15,16 +15,16 @@ An interrupted fit (`should_stop`) calls `on_interrupt` and raises, so
 `on_fit_end` does not run.
 """
 
-from flaxfit.callbacks.base import Callback as Callback
-from flaxfit.callbacks.base import call_hooks as call_hooks
-from flaxfit.callbacks.early_stopping import EarlyStopping as EarlyStopping
-from flaxfit.callbacks.history_files import HISTORY_FILE as HISTORY_FILE
-from flaxfit.callbacks.history_files import METRICS_FILE as METRICS_FILE
-from flaxfit.callbacks.history_files import HistoryFiles as HistoryFiles
-from flaxfit.callbacks.history_files import write_history as write_history
-from flaxfit.callbacks.progress import ProgressBar as ProgressBar
-from flaxfit.callbacks.progress import format_epoch as format_epoch
-from flaxfit.callbacks.tensorboard import TensorBoard as TensorBoard
+from flaxfit.training.callbacks.base import Callback as Callback
+from flaxfit.training.callbacks.base import call_hooks as call_hooks
+from flaxfit.training.callbacks.early_stopping import EarlyStopping as EarlyStopping
+from flaxfit.training.callbacks.history_files import HISTORY_FILE as HISTORY_FILE
+from flaxfit.training.callbacks.history_files import METRICS_FILE as METRICS_FILE
+from flaxfit.training.callbacks.history_files import HistoryFiles as HistoryFiles
+from flaxfit.training.callbacks.history_files import write_history as write_history
+from flaxfit.training.callbacks.progress import ProgressBar as ProgressBar
+from flaxfit.training.callbacks.progress import format_epoch as format_epoch
+from flaxfit.training.callbacks.tensorboard import TensorBoard as TensorBoard
 
 __all__ = [
     "HISTORY_FILE",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import optax
 
-from flaxfit.config import TrainConfig
-from flaxfit.params import freeze
+from flaxfit.runs.config import TrainConfig
+from flaxfit.models.params import freeze
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.ScalarOrSchedule:
@@ -49,7 +49,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     adamw decays weights the decoupled way (its own `weight_decay`); adam and
     sgd add `weight_decay * params` to the gradient (L2), as `add_decayed_weights` does.
     Arrays matching `config.freeze` get a zero update (and no decay, no share of the
-    clipping norm): see `flaxfit.params.freeze`.
+    clipping norm): see `flaxfit.models.params.freeze`.
     """
     lr = learning_rate_schedule(config, steps_per_epoch)
     parts: list[optax.GradientTransformation] = []

@@ -30,14 +30,14 @@ import numpy as np
 from flax.training.train_state import TrainState
 
 import flaxfit
-from flaxfit import train as _train
-from flaxfit.config import TrainConfig
+from flaxfit.training import step as _train
+from flaxfit.runs.config import TrainConfig
 from flaxfit.data.dataset import IMAGE_SHAPE, NUM_CLASSES, Dataset
 from flaxfit.files import IntegrityError, read_recorded, write_recorded
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
-# flaxfit.run.CONFIG_FILE, spelled out: run.py imports this module, so importing it back would
+# flaxfit.runs.directory.CONFIG_FILE, spelled out: run.py imports this module, so importing it back would
 # be circular.
 _CONFIG_FILE = "config.json"
 
@@ -149,7 +149,7 @@ def train_step_hash(
             count, so `jax.eval_shape` of one gives the same hash.
         batch_size: rows per batch; the step is lowered for (batch_size, 28, 28) float32
             inputs and (batch_size, 10) float32 one-hot labels.
-        train_step: the step that trains, `flaxfit.train.train_step` unless replaced.
+        train_step: the step that trains, `flaxfit.training.step.train_step` unless replaced.
 
     Returns:
         64 hex digits.
@@ -179,7 +179,7 @@ def build_manifest(
         state: its TrainState (at any step: only the structure is used).
         train_step: the step it trains with; hashed, see `train_step_hash`.
         command: the command line that started it (e.g. sys.argv), if any.
-        lineage: where its starting params came from: `flaxfit.params.Lineage.records`
+        lineage: where its starting params came from: `flaxfit.models.params.Lineage.records`
             (transfers, replaced arrays, frozen arrays, with sha256 of each array).
 
     Returns:

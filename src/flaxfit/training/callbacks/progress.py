@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from flaxfit.callbacks.base import Callback
+from flaxfit.training.callbacks.base import Callback
 
 
 def format_epoch(metrics: dict[str, float], total_epochs: int) -> str:

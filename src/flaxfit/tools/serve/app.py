@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flaxfit.run import Run
-from flaxfit.serve.inputs import FORM_FIELDS, BadInput, DigitRequest, parse_form, parse_json
-from flaxfit.serve.predictor import FIRST_CONV, Prediction, Predictor
+from flaxfit.runs.directory import Run
+from flaxfit.tools.serve.inputs import FORM_FIELDS, BadInput, DigitRequest, parse_form, parse_json
+from flaxfit.tools.serve.predictor import FIRST_CONV, Prediction, Predictor
 
 #: Largest request body accepted. The page sends about 10 KB; a 28x28 array as
 #: JSON is about 3 KB. Larger bodies are cut off while they arrive.
@@ -154,13 +154,13 @@ def _maps_json(maps: np.ndarray | None) -> dict[str, Any] | None:
 
 
 def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
-    """The digit pad for a loaded run (`flaxfit.run.load_run`).
+    """The digit pad for a loaded run (`flaxfit.runs.directory.load_run`).
 
     The model is compiled and warmed up here, once; requests only run it.
     """
     predictor = Predictor(run.model, run.params)
     info = model_info(run, predictor, max_body)
-    static = resources.files("flaxfit.serve") / "static"
+    static = resources.files("flaxfit.tools.serve") / "static"
     pages = {name: (static / name).read_bytes() for name in STATIC_FILES}
 
     async def page(request: Request) -> Response:

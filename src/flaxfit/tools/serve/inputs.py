@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from flaxfit.images import SIDE, decode_image, prepare_digit
+from flaxfit.data.images import SIDE, decode_image, prepare_digit
 
 #: Uploaded pictures with more pixels are refused before decoding: a PNG bomb
 #: is tiny on the wire but not in memory. The page sends 280x280.

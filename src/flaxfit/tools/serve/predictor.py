@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from flaxfit.images import SIDE
+from flaxfit.data.images import SIDE
 
 #: The layer whose feature maps the page shows (the CNNs name their first conv so).
 FIRST_CONV = "Conv_0"

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flaxfit.callbacks.base import Callback
 from flaxfit.files import write_recorded
-from flaxfit.history import COLUMNS, History
+from flaxfit.training.callbacks.base import Callback
+from flaxfit.training.history import COLUMNS, History
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.csv"
@@ -29,7 +29,7 @@ def write_history(directory: str | os.PathLike, history: History) -> None:
     Args:
         directory: where the two files go; created if missing.
         history: `History.to_dict()` becomes history.json; its rows, under a
-            header of `flaxfit.history.COLUMNS`, become metrics.csv.
+            header of `flaxfit.training.history.COLUMNS`, become metrics.csv.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -45,8 +45,8 @@ class TrainConfig:
     eval_batch_size: int = 250
     dtype: str = "float32"
     data_dir: str | None = None
-    # Start from another run's params (by path, see flaxfit.params.transfer) and
-    # keep some arrays fixed (flaxfit.params.freeze); all glob patterns over paths.
+    # Start from another run's params (by path, see flaxfit.models.params.transfer) and
+    # keep some arrays fixed (flaxfit.models.params.freeze); all glob patterns over paths.
     init_from: str | None = None
     init_only: tuple[str, ...] = ()
     init_strict: bool = False

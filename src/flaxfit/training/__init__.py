@@ -1,0 +1,5 @@
+"""Training stage: the train state and step (slide 14), the loop (`fit`), History, callbacks.
+
+Imports only from data/ and models/ (and files.py): nothing here knows about
+run directories, checkpoints or the command line.
+"""

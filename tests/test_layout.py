@@ -1,0 +1,64 @@
+"""The tree shows the architecture: data flows one way through folders by stage."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import flaxfit
+from flaxfit._moved import MOVED
+
+PACKAGE = Path(flaxfit.__file__).parent
+#: Each stage may import from itself and the stages before it, never after.
+STAGES = ("files", "data", "models", "training", "runs", "tools", "cli")
+
+
+def stage(module: str) -> str | None:
+    """'flaxfit.runs.lock' -> 'runs'; None for the package itself and its private glue."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in STAGES else None
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("flaxfit.")}
+
+
+GLUE = ("__init__.py", "__main__.py", "_moved.py")  # the package's own, at its top
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.name not in GLUE)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_a_later_stage(path):
+    module = "flaxfit." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    own = STAGES.index(stage(module))
+    for name in imports(path):
+        other = stage(name)
+        if other is None:  # `from flaxfit import __version__`, the one upward name allowed
+            assert name == "flaxfit.__version__", f"{module} imports {name}"
+            continue
+        assert STAGES.index(other) <= own, f"{module} ({STAGES[own]}) imports {name} ({other})"
+
+
+def test_the_old_module_paths_are_the_new_modules():
+    import importlib
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(f"flaxfit.{old}") is importlib.import_module(
+            f"flaxfit.{new}"
+        )
+    from flaxfit.serve.app import create_app
+
+    from flaxfit.tools.serve.app import create_app as same
+
+    assert create_app is same
+
+
+def test_no_module_is_left_at_the_top_but_the_base_ones():
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__", "__main__", "_moved", "cli", "files"]
