@@ -183,6 +183,33 @@ def test_split_validates_its_arrays():
             Split(bad_images, bad_labels)
 
 
+def test_a_slice_of_a_split_is_a_split_of_those_examples(tiny_arrays):
+    split = Split(tiny_arrays["train_images"], tiny_arrays["train_labels"])
+    for index in [slice(5), slice(2, 9), slice(None, None, 3), slice(-4, None), slice(3, 3)]:
+        part = split[index]
+        assert isinstance(part, Split)
+        np.testing.assert_array_equal(part.images, split.images[index])
+        np.testing.assert_array_equal(part.labels, split.labels[index])
+        assert len(part) == len(range(len(split))[index])
+    assert len(split[:100]) == len(split)  # like any slice, clipped to the length
+    first = split[:5]
+    assert np.shares_memory(first.images, split.images)  # a view: no copy of 47 MB
+    assert len(first[1:]) == 4  # and slices again
+
+
+@pytest.mark.parametrize("index", [0, -1, np.int64(2), (0, 1), [0, 1]])
+def test_a_split_refuses_anything_but_a_slice(tiny_arrays, index):
+    split = Split(tiny_arrays["train_images"], tiny_arrays["train_labels"])
+    with pytest.raises(TypeError, match=r"only a slice, e.g. split\[:2000\].*split.images"):
+        split[index]
+
+
+def test_a_split_does_not_unpack_like_a_pair(tiny_arrays):
+    split = Split(tiny_arrays["train_images"], tiny_arrays["train_labels"])
+    with pytest.raises(TypeError, match="split.images and split.labels"):
+        images, labels = split
+
+
 def test_dataset_content_hash_tracks_the_data(tiny_arrays):
     def dataset(arrays):
         return Dataset(

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -87,3 +91,19 @@ def test_a_bad_image_index_is_a_one_line_error(cnn_run, tmp_path, capsys):
     assert main(["plot", "--run", str(run), "--image-index", "500", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "image index 500 is outside the 100 test images" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("mplbackend", "expected"),
+    [(None, "agg"), ("", "agg"), ("module://matplotlib_inline.backend_inline", "inline")],
+)
+def test_plots_are_headless_unless_a_backend_was_chosen(mplbackend, expected):
+    # A fresh process: pyplot's backend is chosen once per process. Jupyter's kernel sets
+    # MPLBACKEND to its inline backend; forcing Agg there left every notebook without figures.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    if mplbackend is not None:
+        env["MPLBACKEND"] = mplbackend
+    code = "from flaxfit.viz import _pyplot; print(_pyplot().get_backend())"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert expected in result.stdout.strip().lower(), result.stdout

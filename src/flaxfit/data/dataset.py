@@ -17,6 +17,11 @@ class DataError(ValueError):
 class Split:
     """One split of MNIST-like data.
 
+    A slice is again a Split, sharing the arrays (a numpy view, no copy):
+    `data.train[:2000]` is the first 2 000 training examples, `split[::2]` every
+    second one. A single example is `split.images[i]`, `split.labels[i]`;
+    `split[i]` raises TypeError, so code that meant `(images, labels)[0]` fails loudly.
+
     Attributes:
         images: uint8 array of shape (N, 28, 28), pixel values 0..255.
         labels: uint8 array of shape (N,), class ids 0..9.
@@ -45,6 +50,15 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __getitem__(self, index: slice) -> "Split":
+        """The examples `index` selects, as a Split; `index` must be a slice."""
+        if not isinstance(index, slice):
+            raise TypeError(
+                f"a Split takes only a slice, e.g. split[:2000], not {type(index).__name__}; "
+                "for the arrays use split.images and split.labels"
+            )
+        return Split(self.images[index], self.labels[index])
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,4 +1,6 @@
-"""Teaching plots. matplotlib runs headless (Agg): no display is needed.
+"""Teaching plots. matplotlib runs headless (Agg): no display is needed. Where a backend
+was chosen (MPLBACKEND; Jupyter's kernel sets its inline one), that one is kept, so a
+notebook shows the figures.
 
 Figure text is English on purpose: matplotlib's default fonts have no CJK
 glyphs, and a figure full of missing-glyph boxes teaches nothing.
@@ -6,6 +8,7 @@ glyphs, and a figure full of missing-glyph boxes teaches nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +20,10 @@ import numpy as np
 def _pyplot() -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")  # before pyplot is imported: never open a window
+    # Before pyplot is imported: never open a window, unless a backend was asked for
+    # (ipykernel sets MPLBACKEND to its inline backend, which draws into the notebook).
+    if not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
