@@ -57,6 +57,13 @@ def test_the_old_module_paths_are_the_new_modules():
     from flaxfit.tools.serve.app import create_app as same
 
     assert create_app is same
+    from importlib import resources
+
+    import flaxfit.serve
+
+    # Still the package it was: its files are found (the page of the digit pad).
+    assert flaxfit.serve.__spec__.name == "flaxfit.tools.serve"
+    assert (resources.files("flaxfit.tools.serve") / "static" / "index.html").is_file()
 
 
 def test_no_module_is_left_at_the_top_but_the_base_ones():

@@ -21,7 +21,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 PERCENT = r"(\d+\.\d\d)%"
 EXPECTED = {
     "2_MNIST_Softmax_Estimation": [(rf"test accuracy: {PERCENT}", 91.5)],  # (92.35)
-    "3_MNIST_Single_Layer_CNN": [(rf"test accuracy: {PERCENT}", 98.2)],  # (98.49)
+    "3_MNIST_Single_Layer_CNN": [(rf"test accuracy: {PERCENT}", 98.5)],
     "4_MNIST_Double_Layer_CNN": [(rf"test accuracy: {PERCENT}", 98.5)],  # (98.82)
     "5_Params_Surgery": [
         (rf"trained: {PERCENT}", 97.8),  # (98.19)

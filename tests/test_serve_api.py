@@ -171,7 +171,7 @@ def test_the_page_files_are_package_data():
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["flaxfit"]
     for name in STATIC_FILES:
-        assert any(fnmatch.fnmatch(f"serve/static/{name}", p) for p in patterns), name
+        assert any(fnmatch.fnmatch(f"tools/serve/static/{name}", p) for p in patterns), name
 
 
 # --- bad requests --------------------------------------------------------------------

@@ -61,10 +61,14 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self, is_package=False)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(_target(spec.name))
+        module = importlib.import_module(_target(spec.name))
+        spec.loader_state = module.__spec__  # the import system sets __spec__ to ours next
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass  # already executed under its new name
+        # Already executed under its new name; give it back its own spec, or
+        # importlib.resources would take a package for a plain module.
+        module.__spec__ = module.__spec__.loader_state
 
 
 def install() -> None:
