@@ -320,6 +320,8 @@ def train_run(
         if resume and (directory / PARAMS_FILE).exists():  # finished: no data or model needed
             log(f"{directory}: the run is complete; pass --fresh to train it again")
             return load_run(directory)
+        if lock is not None:  # it will train: say who does, for a second trainer's message
+            lock.announce()
         _check_init_flags(config, resume)
         if dataset is None:
             dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
@@ -350,8 +352,6 @@ def train_run(
             shutil.rmtree(checkpoints, ignore_errors=True)
             shutil.rmtree(directory / DAMAGED_DIR, ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
-        if lock is not None:  # the first write: everything has been checked
-            lock.announce()
         if main:
             write_recorded(directory / CONFIG_FILE, config.to_json())
         if main and not (directory / MANIFEST_FILE).exists():  # a resumed run keeps its first one

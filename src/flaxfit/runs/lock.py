@@ -68,7 +68,8 @@ class RunLock:
         """Write who holds the lock into it, for the message a second trainer prints.
 
         Separate from `acquire` so that a command that only finds the run finished
-        changes nothing in the directory, not even this file.
+        changes nothing in the directory, not even this file; a trainer calls it as
+        soon as it knows it will train.
         """
         if self._fd is None:
             raise RuntimeError("announce() before acquire()")
