@@ -114,3 +114,7 @@ def _run_uvicorn(app: Any, sock: socket.socket) -> None:
         app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
     )
     uvicorn.Server(config).run(sockets=[sock])
+    # Only a signal stops the server. uvicorn re-raises it once shut down: SIGTERM ends the
+    # process, SIGINT goes to asyncio's handler, which turns it into KeyboardInterrupt only
+    # if the server's task is still running, so under load it can come back here instead.
+    raise KeyboardInterrupt
