@@ -21,6 +21,7 @@ from flax import linen as nn
 from jax import export
 
 from flaxfit.files import write_atomic
+from flaxfit.models.outputs import probabilities
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 EXPORT_FILE = "predict.jaxexport"
@@ -33,7 +34,7 @@ def export_predict(
     params = jax.tree.map(jnp.asarray, params)
 
     def predict(images: jax.Array) -> jax.Array:
-        return model.apply({"params": params}, images)
+        return probabilities(model.apply, {"params": params}, images)
 
     (batch,) = export.symbolic_shape("b")
     spec = jax.ShapeDtypeStruct((batch, 28, 28), jnp.float32)

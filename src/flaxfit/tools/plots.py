@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from flaxfit.files import write_atomic
+from flaxfit.models.outputs import logits
 from flaxfit.tools.viz import _pyplot
 from flaxfit.training.history import History
 
@@ -119,8 +120,8 @@ def feature_maps(model: Any, params: Any, image: np.ndarray) -> dict[str, np.nda
     x = np.asarray(image, np.float32).reshape(1, 28, 28) / (
         255.0 if image.dtype == np.uint8 else 1.0
     )
-    _, state = model.apply(
-        {"params": params}, x, capture_intermediates=True, mutable=["intermediates"]
+    _, state = logits(
+        model.apply, {"params": params}, x, capture_intermediates=True, mutable=["intermediates"]
     )
     maps = {}
     for name, values in state["intermediates"].items():

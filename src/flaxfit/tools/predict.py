@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from flaxfit.models.outputs import probabilities
+
 
 @partial(jax.jit, static_argnames=("model", "batch_size"))
 def _probabilities(model: nn.Module, params: Any, images: jax.Array, batch_size: int) -> jax.Array:
@@ -18,7 +20,7 @@ def _probabilities(model: nn.Module, params: Any, images: jax.Array, batch_size:
     batches = math.ceil(n / batch_size)
     images = jnp.pad(images, [(0, batches * batch_size - n)] + [(0, 0)] * (images.ndim - 1))
     images = images.reshape(batches, batch_size, *images.shape[1:])
-    probs = jax.lax.map(lambda x: model.apply({"params": params}, x), images)
+    probs = jax.lax.map(lambda x: probabilities(model.apply, {"params": params}, x), images)
     return probs.reshape(batches * batch_size, -1)[:n]
 
 

@@ -25,6 +25,7 @@ from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 
 from flaxfit.models import NUM_CLASSES
+from flaxfit.models.outputs import logits
 from flaxfit.training.callbacks import ProgressBar, call_hooks
 from flaxfit.training.compile_watch import watch_compiles
 from flaxfit.training.history import History
@@ -127,8 +128,8 @@ def run_steps(
         inputs, onehot = to_model_inputs(images[batch], labels[batch], num_classes)
         inputs, onehot = split_batch(inputs, mesh), split_batch(onehot, mesh)
         # The same forward pass runs inside the loss; XLA computes it once.
-        logits = state.apply_fn({"params": state.params}, inputs, get_logits=True)
-        correct = jnp.sum(jnp.argmax(logits, -1) == jnp.argmax(onehot, -1), dtype=jnp.int32)
+        scores = logits(state.apply_fn, {"params": state.params}, inputs)
+        correct = jnp.sum(jnp.argmax(scores, -1) == jnp.argmax(onehot, -1), dtype=jnp.int32)
         state, loss = train_step(state, inputs, onehot)
         return state, (loss, correct)
 

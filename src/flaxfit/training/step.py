@@ -19,8 +19,11 @@ from flax import linen as nn
 from flax.training.train_state import TrainState
 
 from flaxfit.models import NUM_CLASSES
+from flaxfit.models.outputs import logits
 
 EvalMetrics = dict[str, jax.Array]
+#: The dummy batch `create_train_state` initialises with unless told otherwise.
+MNIST_INPUT = (1, 28, 28)
 
 
 def create_train_state(
@@ -28,21 +31,35 @@ def create_train_state(
     rng: jax.Array,
     optimizer: optax.GradientTransformation = optax.adam(1e-3),  # noqa: B008 (immutable)
     *,
-    input_shape: tuple[int, ...] = (1, 28, 28),
+    input_shape: tuple[int, ...] | None = None,
 ) -> TrainState:
     """Initialise `model`'s params from `rng` and wrap them with an optimizer.
 
     Args:
-        model: a flax.linen module called as `model.apply({'params': p}, x)`.
+        model: a flax.linen module called as `model.apply({'params': p}, x)`;
+            either the deck's kind (softmax output, `get_logits=True` for
+            logits) or one whose `__call__(x)` returns logits, as in Flax's
+            examples.
         rng: a PRNG key, e.g. `jax.random.key(0)`.
         optimizer: any optax transformation.
-        input_shape: shape of a dummy batch used to infer parameter shapes.
+        input_shape: shape of a dummy batch used to infer parameter shapes, e.g.
+            `(1, *data.train.images.shape[1:])`; default (1, 28, 28), MNIST's.
 
     Returns:
         A `flax.training.train_state.TrainState` at step 0. Its `params` is a
         plain nested dict you can read, rewrite and reuse.
     """
-    params = model.init(rng, jnp.zeros(input_shape, jnp.float32))["params"]
+    shape = MNIST_INPUT if input_shape is None else tuple(input_shape)
+    try:
+        params = model.init(rng, jnp.zeros(shape, jnp.float32))["params"]
+    except Exception as error:
+        if input_shape is not None:
+            raise
+        raise ValueError(
+            f"create_train_state: {type(model).__name__} could not be initialised with a "
+            f"dummy batch of shape {shape} (MNIST's): {str(error).splitlines()[0]}; pass "
+            "input_shape=(1, H, W, C) matching your data"
+        ) from error
     return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer)
 
 
@@ -56,8 +73,8 @@ def loss_fn(params: Any, state: TrainState, inputs: jax.Array, labels: jax.Array
         inputs: (B, ...) float32 pixels in [0, 1].
         labels: (B, num_classes) one-hot float32.
     """
-    logits = state.apply_fn({"params": params}, inputs, get_logits=True)
-    return optax.softmax_cross_entropy(logits, labels).mean()
+    scores = logits(state.apply_fn, {"params": params}, inputs)
+    return optax.softmax_cross_entropy(scores, labels).mean()
 
 
 @jax.jit
@@ -89,9 +106,9 @@ def eval_step(
     """
     if mask is None:
         mask = jnp.ones(inputs.shape[0], bool)
-    logits = state.apply_fn({"params": state.params}, inputs, get_logits=True)
-    losses = optax.softmax_cross_entropy(logits, labels)
-    hits = jnp.argmax(logits, -1) == jnp.argmax(labels, -1)
+    scores = logits(state.apply_fn, {"params": state.params}, inputs)
+    losses = optax.softmax_cross_entropy(scores, labels)
+    hits = jnp.argmax(scores, -1) == jnp.argmax(labels, -1)
     return {
         "loss_sum": jnp.sum(jnp.where(mask, losses, 0.0)),
         "correct": jnp.sum(hits & mask, dtype=jnp.int32),

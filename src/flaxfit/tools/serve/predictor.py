@@ -12,6 +12,7 @@ import numpy as np
 from flax import linen as nn
 
 from flaxfit.data.images import SIDE
+from flaxfit.models.outputs import probabilities
 
 #: The layer whose feature maps the page shows (the CNNs name their first conv so).
 FIRST_CONV = "Conv_0"
@@ -52,13 +53,14 @@ class Predictor:
 
         def forward(params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
             if not has_maps:
-                return model.apply({"params": params}, x)[0], None
-            probabilities, state = model.apply(
+                return probabilities(model.apply, {"params": params}, x)[0], None
+            probs, state = probabilities(
+                model.apply,
                 {"params": params}, x, capture_intermediates=_is_first_conv,
                 mutable=["intermediates"],
             )  # fmt: skip
             conv = state["intermediates"][FIRST_CONV]["__call__"][0][0]
-            return probabilities[0], jnp.maximum(conv, 0).astype(jnp.float32)
+            return probs[0], jnp.maximum(conv, 0).astype(jnp.float32)
 
         example = jax.ShapeDtypeStruct((1, SIDE, SIDE), jnp.float32)
         compiled = jax.jit(forward).lower(params, example).compile()
