@@ -82,3 +82,29 @@ def test_a_model_that_needs_another_input_shape_is_told_to_pass_it():
         flaxfit.create_train_state(NeedsColour(), jax.random.key(0))
     state = flaxfit.create_train_state(NeedsColour(), jax.random.key(0), input_shape=(1, 8, 8, 3))
     assert state.params["Dense_0"]["kernel"].shape == (8 * 8 * 3, 10)
+
+
+class Flat(nn.Module):
+    classes: int = 10
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.classes)(x.reshape((x.shape[0], -1)))
+
+
+def test_fit_says_which_input_shape_to_create_the_state_with():
+    images, labels = make_digits(100)
+    colour = (np.repeat(images[..., None], 3, axis=-1), labels)  # (N, 28, 28, 3)
+    state = flaxfit.create_train_state(Flat(), jax.random.key(0))  # made for MNIST's (28, 28)
+    with pytest.raises(ValueError, match=r"images of shape \(28, 28, 3\).*create the state "
+                       r"with input_shape=\(1, 28, 28, 3\)"):  # fmt: skip
+        flaxfit.fit(state, colour, epochs=1, batch_size=50, verbose=False)
+    state = flaxfit.create_train_state(Flat(), jax.random.key(0), input_shape=(1, 28, 28, 3))
+    state, history = flaxfit.fit(state, colour, epochs=1, batch_size=50, verbose=False)
+    assert len(history) == 1
+
+
+def test_fit_says_when_the_model_has_the_wrong_number_of_classes():
+    state = flaxfit.create_train_state(Flat(classes=5), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"returns \(1, 5\).*10 classes"):
+        flaxfit.fit(state, make_digits(100), epochs=1, batch_size=50, verbose=False)

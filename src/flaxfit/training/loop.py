@@ -30,7 +30,13 @@ from flaxfit.training.callbacks import ProgressBar, call_hooks
 from flaxfit.training.compile_watch import watch_compiles
 from flaxfit.training.history import History
 from flaxfit.training.sharding import check_batch_size, data_mesh, replicate, split_batch
-from flaxfit.training.step import EvalMetrics, eval_step, to_model_inputs, train_step
+from flaxfit.training.step import (
+    EvalMetrics,
+    check_model_fits,
+    eval_step,
+    to_model_inputs,
+    train_step,
+)
 
 TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
 EvalStep = Callable[..., EvalMetrics]
@@ -429,6 +435,7 @@ def fit(
     # Data and state live in full on every device; batches are split inside the step.
     state = replicate(state, mesh)
     train_images, train_labels = (replicate(x, mesh) for x in as_arrays(train, "train"))
+    check_model_fits(state, train_images.shape[1:], num_classes)
     steps_total = steps_per_epoch(len(train_images), batch_size)
     test_arrays = (
         None if test is None else tuple(replicate(x, mesh) for x in as_arrays(test, "test"))

@@ -63,6 +63,32 @@ def create_train_state(
     return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer)
 
 
+def check_model_fits(state: TrainState, image_shape: tuple[int, ...], num_classes: int) -> None:
+    """Fail with a clear line unless `state`'s model takes images of `image_shape` with its
+    params and returns `num_classes` logits for each (checked on shapes alone, nothing runs).
+
+    Raises:
+        ValueError: naming the shapes and the `input_shape` to create the state with.
+    """
+    example = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    wanted = f"input_shape=(1, {', '.join(str(n) for n in image_shape)})"
+    try:
+        out = jax.eval_shape(
+            lambda params, x: logits(state.apply_fn, {"params": params}, x), state.params, example
+        )
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"the model does not take this data's images of shape {tuple(image_shape)} with "
+            f"these params ({first}); create the state with {wanted}"
+        ) from None
+    if getattr(out, "shape", None) != (1, num_classes):
+        raise ValueError(
+            f"the model returns {getattr(out, 'shape', type(out).__name__)} for a batch of one, "
+            f"but the data has {num_classes} classes: it should return (1, {num_classes}) logits"
+        )
+
+
 @jax.jit
 def loss_fn(params: Any, state: TrainState, inputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of the model with `params` on one batch (slide 14).
