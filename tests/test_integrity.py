@@ -18,6 +18,7 @@ from flaxfit.runs.checkpoints import (
     DamagedCheckpoint,
     checkpoint_steps,
     restore,
+    restore_intact,
 )
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import _state_template, check_run, train_run
@@ -268,3 +269,15 @@ def test_check_reports_each_file_and_checkpoint(stopped, tmp_path, capsys):
     assert "DAMAGED  history.json: damaged or changed" in out
     assert "DAMAGED  checkpoints/12: state/" in out and "ok       checkpoints/24\n" in out
     assert snapshot(run) == before  # check only reads
+
+
+def test_only_the_process_that_sets_aside_moves_a_damaged_checkpoint(stopped, tmp_path):
+    # In a multi-process job every process restores; only process 0 may move files.
+    run = tmp_path / "run"
+    shutil.copytree(stopped, run)
+    damage_checkpoint(run / "checkpoints" / "24", "flip array bytes")
+    said = []
+    restored = restore_intact(run / "checkpoints", _state_template(CONFIG), said.append,
+                              set_aside=False)  # fmt: skip
+    assert restored.step == 12 and said == []
+    assert checkpoint_steps(run / "checkpoints") == [12, 24] and not (run / DAMAGED_DIR).exists()

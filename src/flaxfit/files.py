@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -113,15 +113,6 @@ def write_recorded(path: str | os.PathLike, data: bytes | str) -> Path:
     if old - {new}:
         write_sums(path.parent, {**sums, path.name: {new}})
     return path
-
-
-def forget_recorded(directory: str | os.PathLike, names: Iterable[str]) -> None:
-    """Drop `names` from `directory`/SHA256SUMS (after deleting those files)."""
-    directory = Path(directory)
-    sums = read_sums(directory)
-    kept = {name: digests for name, digests in sums.items() if name not in set(names)}
-    if kept != sums:
-        write_sums(directory, kept)
 
 
 def read_recorded(path: str | os.PathLike, *, missing: str = "no such file") -> bytes:

@@ -326,12 +326,17 @@ def restore(directory: str | Path, template: TrainState, step: int | None = None
 
 
 def restore_intact(
-    directory: str | Path, template: TrainState, log: Callable[[str], None] = print
+    directory: str | Path,
+    template: TrainState,
+    log: Callable[[str], None] = print,
+    *,
+    set_aside: bool = True,
 ) -> Restored | None:
     """Restore the newest intact checkpoint; set the damaged ones aside, saying so.
 
     A damaged checkpoint is moved to `DAMAGED_DIR` beside `directory` (kept for
-    a person to look at, never used again), one line each through `log`.
+    a person to look at, never used again), one line each through `log`. In a
+    multi-process job only process 0 moves them (`set_aside=False` elsewhere).
 
     Returns:
         The restored checkpoint, or None when `directory` holds none at all.
@@ -363,6 +368,8 @@ def restore_intact(
                 verify_files(directory, step)
             except DamagedCheckpoint as error:
                 damaged[step] = error.reason
+    if not set_aside:
+        return restored
     aside = directory.parent / DAMAGED_DIR
     for step, reason in sorted(damaged.items(), reverse=True):
         aside.mkdir(exist_ok=True)

@@ -335,9 +335,9 @@ def train_run(
         history, start = History(), None
         checkpoints = directory / CHECKPOINTS_DIR
         lineage = Lineage(list(lineage.records) if lineage is not None else [])
-        # Damaged checkpoints are set aside (one line each) only in process 0; the others
-        # read the same intact one.
-        restored = restore_intact(checkpoints, state, log) if resume else None
+        # Damaged checkpoints are set aside (one line each) only by process 0; the others
+        # skip them and read the same intact one.
+        restored = restore_intact(checkpoints, state, log, set_aside=main) if resume else None
         if restored is not None:
             state, start, history = restored.state, restored.progress, restored.history
             log(
@@ -420,9 +420,9 @@ class CheckedFile:
 
 
 def _state_template(config: TrainConfig) -> TrainState:
-    """`config`'s TrainState as shapes and dtypes (the optimizer's state does not depend
-    on the schedule's length, so one step per epoch will do)."""
-    model, tx = config.make_model(), make_optimizer(config, 1)
+    """`config`'s TrainState as shapes and dtypes. The optimizer's state does not depend
+    on the schedule's length; 1000 steps per epoch keeps every schedule's warm-up valid."""
+    model, tx = config.make_model(), make_optimizer(config, 1000)
     return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), tx))
 
 
