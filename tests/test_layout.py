@@ -69,3 +69,10 @@ def test_the_old_module_paths_are_the_new_modules():
 def test_no_module_is_left_at_the_top_but_the_base_ones():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert top == ["__init__", "__main__", "_moved", "cli", "files"]
+
+
+def test_every_stage_folder_is_a_regular_package():
+    # Without its __init__.py a folder still imports (as a namespace package), but a
+    # built wheel leaves it out; once a .gitignore rule kept runs/__init__.py out of git.
+    for name in STAGES[1:-1]:
+        assert (PACKAGE / name / "__init__.py").is_file(), name

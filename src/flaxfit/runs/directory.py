@@ -27,7 +27,9 @@ from flax import linen as nn
 from flax import serialization
 from flax.training.train_state import TrainState
 
-from flaxfit.training.callbacks import HISTORY_FILE, METRICS_FILE, EarlyStopping, HistoryFiles, TensorBoard
+from flaxfit.data import Dataset, load_dataset
+from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
+from flaxfit.models.params import Lineage, check_patterns, select
 from flaxfit.runs.checkpoints import (
     CHECKPOINTS_DIR,
     DAMAGED_DIR,
@@ -40,15 +42,19 @@ from flaxfit.runs.checkpoints import (
     verify_files,
 )
 from flaxfit.runs.config import TrainConfig
-from flaxfit.data import Dataset, load_dataset
 from flaxfit.runs.distributed import is_main_process
-from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
-from flaxfit.training.history import History
 from flaxfit.runs.lock import LOCK_FILE, RunLock
-from flaxfit.training.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.runs.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.runs.optim import make_optimizer
-from flaxfit.models.params import Lineage, check_patterns, select
+from flaxfit.training.callbacks import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    EarlyStopping,
+    HistoryFiles,
+    TensorBoard,
+)
+from flaxfit.training.history import History
+from flaxfit.training.loop import TrainStep, fit, steps_per_epoch
 from flaxfit.training.step import create_train_state, train_step
 
 CONFIG_FILE = "config.json"

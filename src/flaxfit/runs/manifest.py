@@ -30,15 +30,15 @@ import numpy as np
 from flax.training.train_state import TrainState
 
 import flaxfit
-from flaxfit.training import step as _train
-from flaxfit.runs.config import TrainConfig
 from flaxfit.data.dataset import IMAGE_SHAPE, NUM_CLASSES, Dataset
 from flaxfit.files import IntegrityError, read_recorded, write_recorded
+from flaxfit.runs.config import TrainConfig
+from flaxfit.training import step as _train
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
-# flaxfit.runs.directory.CONFIG_FILE, spelled out: run.py imports this module, so importing it back would
-# be circular.
+# flaxfit.runs.directory.CONFIG_FILE, spelled out: directory.py imports this module, so
+# importing it back would be circular.
 _CONFIG_FILE = "config.json"
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")

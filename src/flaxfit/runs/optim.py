@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import optax
 
-from flaxfit.runs.config import TrainConfig
 from flaxfit.models.params import freeze
+from flaxfit.runs.config import TrainConfig
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.ScalarOrSchedule:

@@ -21,8 +21,8 @@ import numpy as np
 
 from flaxfit.runs.checkpoints import CHECKPOINTS_DIR, restore
 from flaxfit.runs.config import TrainConfig
-from flaxfit.training.history import COLUMNS
 from flaxfit.runs.optim import make_optimizer
+from flaxfit.training.history import COLUMNS
 from flaxfit.training.step import create_train_state
 
 _METRICS = [c for c in COLUMNS if c not in ("seconds", "images_per_second")]
