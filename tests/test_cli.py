@@ -112,7 +112,7 @@ def test_python_dash_m_runs_the_cli(trained_run):
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+        (["--model", "resnet"], "argument --model: unknown model 'resnet'; choose one of cnn1"),
         (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
         (["--epochs", "-3"], "argument --epochs: must be a positive integer, got -3"),
         (["--epochs", "two"], "argument --epochs: expected a positive integer, got 'two'"),

@@ -7,6 +7,10 @@ data -> models -> train step -> fit -> checkpoints/metrics -> CLI, plots, server
     data = flaxfit.load_mnist()
     state = flaxfit.create_train_state(flaxfit.SingleLayerCNN(), jax.random.key(0))
     state, history = flaxfit.fit(state, data.train, data.test, epochs=3, batch_size=128)
+
+The same fit() trains Linen modules written as in Flax's examples, NNX modules
+(`create_train_state(nnx_module)`, or Flax's NNX tutorial steps handed to fit
+as they are), BatchNorm and Dropout included.
 """
 
 from flaxfit import _moved
@@ -50,9 +54,11 @@ from flaxfit.training.loop import epoch_order as epoch_order
 from flaxfit.training.loop import evaluate as evaluate
 from flaxfit.training.loop import fit as fit
 from flaxfit.training.loop import train_epoch as train_epoch
+from flaxfit.training.step import TrainState as TrainState
 from flaxfit.training.step import create_train_state as create_train_state
 from flaxfit.training.step import eval_step as eval_step
 from flaxfit.training.step import loss_fn as loss_fn
+from flaxfit.training.step import nnx_model as nnx_model
 from flaxfit.training.step import train_step as train_step
 
 __version__ = "0.1.0"
@@ -80,6 +86,7 @@ __all__ = [
     "Split",
     "TensorBoard",
     "TrainConfig",
+    "TrainState",
     "TrainingInterrupted",
     "build_manifest",
     "create_model",
@@ -97,6 +104,7 @@ __all__ = [
     "load_run",
     "loss_fn",
     "make_optimizer",
+    "nnx_model",
     "params",
     "restore_checkpoint",
     "train_epoch",

@@ -57,16 +57,39 @@ def _existing_dir(text: str) -> Path:
     return path
 
 
+def _model_name(text: str) -> str:
+    from flaxfit.models import MODELS
+    from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
+
+    if is_model_spec(text):
+        try:
+            parse_model_spec(text)
+        except ModelSpecError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    elif text not in MODELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {text!r}; choose one of {', '.join(sorted(MODELS))}, or your own "
+            "class as path/to/model.py:ClassName or package.module:ClassName"
+        )
+    return text
+
+
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (the run's config), plus --config FILE."""
     from flaxfit.data import DATASETS
-    from flaxfit.models import MODELS
+    from flaxfit.models.registry import APIS
     from flaxfit.runs.config import DTYPES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     defaults = TrainConfig()
     add = command.add_argument
     add("--config", type=Path, help="a config.json to start from; flags given override it")
-    add("--model", choices=sorted(MODELS), default=defaults.model)
+    add("--model", type=_model_name, default=defaults.model,
+        help="softmax, cnn1, cnn2, mlp, or your own class: path/to/model.py:ClassName or "
+        "package.module:ClassName (Linen or NNX)")  # fmt: skip
+    add("--api", choices=APIS, default=defaults.api,
+        help="the registry models in Flax Linen or NNX (your own class decides for itself)")
+    add("--model-arg", dest="model_args", action="append", default=[], metavar="NAME=VALUE",
+        help="an option of your own model class (JSON value, e.g. features=32); repeatable")
     add("--dataset", choices=DATASETS, default=defaults.dataset)
     add("--data-dir", type=_existing_dir, help="a directory of the 4 IDX files")
     add("--epochs", type=_positive_int, default=defaults.epochs)
@@ -160,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a run, overall and per class")
     evaluate.add_argument("--run", type=_existing_dir, required=True)
+    evaluate.add_argument("--allow-changed-model", action="store_true",
+                        help="use your model's source even if it changed since training")
     evaluate.add_argument("--data-dir", type=_existing_dir, help="override the run's data")
 
     diff = commands.add_parser(
@@ -173,11 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="a web page to draw digits and watch the model read them"
     )
     serve.add_argument("--run", type=_existing_dir, required=True)
+    serve.add_argument("--allow-changed-model", action="store_true",
+                        help="use your model's source even if it changed since training")
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1: this machine only")
     serve.add_argument("--port", type=_port, default=8000, help="0 picks a free port")
 
     plot = commands.add_parser("plot", help="PNGs and a self-contained report.html of a run")
     plot.add_argument("--run", type=_existing_dir, required=True)
+    plot.add_argument("--allow-changed-model", action="store_true",
+                        help="use your model's source even if it changed since training")
     plot.add_argument("--out", type=Path, help="where to write (default: RUN/plots)")
     plot.add_argument("--image-index", type=int, default=0,
                       help="test image for the feature maps and probabilities")  # fmt: skip
@@ -196,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     params = commands.add_parser("params", help="every params array of a run: shape and statistics")
     params.add_argument("--run", type=_existing_dir, required=True)
+    params.add_argument("--allow-changed-model", action="store_true",
+                        help="use your model's source even if it changed since training")
     params.add_argument("--select", action="append", default=[], metavar="PATTERN",
                         help="only paths matching this glob; repeatable")  # fmt: skip
 
@@ -203,11 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="the run's prediction function as a file that needs only JAX"
     )
     export.add_argument("--run", type=_existing_dir, required=True)
+    export.add_argument("--allow-changed-model", action="store_true",
+                        help="use your model's source even if it changed since training")
     export.add_argument("--format", choices=("stablehlo", "onnx"), default="stablehlo")
     export.add_argument("--out", type=Path, help="file to write (default: RUN/predict.jaxexport)")
 
     predict = commands.add_parser("predict", help="read digits from pictures with a run's model")
     predict.add_argument("--run", type=_existing_dir, required=True)
+    predict.add_argument("--allow-changed-model", action="store_true",
+                        help="use your model's source even if it changed since training")
     predict.add_argument("images", nargs="+", type=Path, help="PNG files, any size, RGB or gray")
     predict.add_argument(
         "--no-center", action="store_true", help="resize only; skip MNIST-style crop and centring"
@@ -218,9 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     import dataclasses
 
+    from flaxfit.models.user import parse_model_args
     from flaxfit.runs.config import TrainConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)  # model_sha256 is not a flag: it is read from the source
+    }
+    values["model_args"] = parse_model_args(args.model_args)
     values["data_dir"] = str(args.data_dir) if args.data_dir else None
     values["init_from"] = str(args.init_from) if args.init_from else None
     return TrainConfig(**values)
@@ -332,10 +373,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.predict import predict_probabilities
 
-    run = load_run(args.run)
+    run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     data_dir = args.data_dir or run.config.data_dir
     test = load_dataset(run.config.dataset, data_dir).test
-    probs = predict_probabilities(run.model, run.params, test.images)
+    probs = predict_probabilities(run.model, run.params, test.images, batch_stats=run.batch_stats)
     predicted = probs.argmax(-1)
     correct = predicted == test.labels
     print(f"test accuracy: {100 * correct.mean():.2f}% ({int(correct.sum())}/{len(correct)})")
@@ -357,8 +398,8 @@ def _predict(args: argparse.Namespace) -> int:
     from flaxfit.tools.predict import predict_probabilities
 
     digits = np.stack([load_digit(path, center=not args.no_center) for path in args.images])
-    run = load_run(args.run)
-    probs = predict_probabilities(run.model, run.params, digits)
+    run = load_run(args.run, allow_changed_model=args.allow_changed_model)
+    probs = predict_probabilities(run.model, run.params, digits, batch_stats=run.batch_stats)
     for path, p in zip(args.images, probs, strict=True):
         listed = " ".join(f"{d}:{x:.3f}" for d, x in enumerate(p))
         print(f"{path}: {int(p.argmax())}  ({listed})")
@@ -378,7 +419,7 @@ def _port(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from flaxfit.tools.serve import serve
 
-    serve(args.run, args.host, args.port)
+    serve(args.run, args.host, args.port, allow_changed_model=args.allow_changed_model)
     return 0
 
 
@@ -398,7 +439,7 @@ def _plot(args: argparse.Namespace) -> int:
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.plots import write_report
 
-    run = load_run(args.run)
+    run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     data_dir = args.data_dir or run.config.data_dir
     test = load_dataset(run.config.dataset, data_dir, verbose=False).test
     report = write_report(run, test.images, test.labels, args.out or args.run / "plots",
@@ -435,7 +476,7 @@ def _params(args: argparse.Namespace) -> int:
     from flaxfit.models import params as P
     from flaxfit.runs.directory import load_run
 
-    run = load_run(args.run)
+    run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     if args.select:
         P.check_patterns(run.params, args.select, "--select")
     arrays = P.select(run.params, *args.select) if args.select else P.flatten(run.params)
@@ -464,11 +505,11 @@ def _export(args: argparse.Namespace) -> int:
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.export import EXPORT_FILE, export_predict, save_exported
 
-    run = load_run(args.run)
+    run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     out = args.out or args.run / EXPORT_FILE
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: directory {out.parent} does not exist")
-    exported = export_predict(run.model, run.params)
+    exported = export_predict(run.model, run.params, batch_stats=run.batch_stats)
     save_exported(out, exported)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {run.config.model} predict, "
           f"float32 (b, 28, 28) in [0, 1] -> (b, 10) probabilities, for "
@@ -545,6 +586,8 @@ def _read_config_file(path: Path) -> dict:
         raise ValueError(f"{path}: {error}") from None
     values = config.to_dict()
     values["data_dir"] = Path(values["data_dir"]) if values["data_dir"] else None
+    values.pop("model_sha256")  # taken afresh from the source when the run starts
+    values["model_args"] = [f"{k}={json.dumps(v)}" for k, v in values["model_args"].items()]
     for name in ("init_only", "freeze"):  # flags given append to the file's patterns
         values[name] = list(values[name])
     return values

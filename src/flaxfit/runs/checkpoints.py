@@ -133,7 +133,10 @@ def order_digest(seed: int, epoch: int, num_examples: int) -> str:
 
 
 def _state_tree(state: TrainState) -> dict[str, Any]:
-    return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+    tree = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+    if getattr(state, "batch_stats", None) is not None:  # BatchNorm's running averages
+        tree["batch_stats"] = state.batch_stats
+    return tree
 
 
 @dataclass
@@ -220,6 +223,7 @@ class Checkpointer:
             "steps_done": progress.steps_done,
             "losses": [float(x) for x in progress.losses],
             "correct": [int(x) for x in progress.correct],
+            "metrics": {k: [float(x) for x in v] for k, v in progress.metrics.items()},
             "seed": self.seed,
             "rng_key": np.asarray(jax.random.key_data(jax.random.key(self.seed))).tolist(),
             "order_sha256": [
@@ -311,7 +315,8 @@ def restore(directory: str | Path, template: TrainState, step: int | None = None
                 ),
             )
         tree, meta = restored["state"], restored["meta"]
-        progress = EpochProgress(meta["epoch"], meta["steps_done"], meta["losses"], meta["correct"])
+        progress = EpochProgress(meta["epoch"], meta["steps_done"], meta["losses"], meta["correct"],
+                                 meta.get("metrics", {}))  # fmt: skip
         history = History.from_dict(meta["history"])
         recorded = meta["sha256"]
     except Exception as error:  # files intact, yet unreadable: another layout or version
@@ -322,6 +327,8 @@ def restore(directory: str | Path, template: TrainState, step: int | None = None
         wrong = sorted(k for k in set(found) | set(recorded) if found.get(k) != recorded.get(k))
         raise DamagedCheckpoint(directory, step, f"arrays differ from what was saved: {wrong[0]}")
     state = template.replace(params=tree["params"], opt_state=tree["opt_state"], step=tree["step"])
+    if "batch_stats" in tree:
+        state = state.replace(batch_stats=tree["batch_stats"])
     return Restored(step, state, progress, history, meta)
 
 

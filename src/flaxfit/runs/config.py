@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flaxfit.data import DATASETS
 from flaxfit.models import MODELS
+from flaxfit.models.registry import APIS
+from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DTYPES = ("float32", "bfloat16")
@@ -25,7 +27,13 @@ class TrainConfig:
     98.9-99.0% after 3 epochs compared with a constant 1e-3.
     """
 
+    # A registry name ("cnn1") or your own class: "path/to/model.py:Class" or
+    # "package.module:Class", built with `model_args` (NNX: and rngs=nnx.Rngs(seed)).
+    # `model_sha256` is its source file's sha256, recorded when the run starts.
     model: str = "cnn1"
+    api: str = "linen"
+    model_args: dict[str, Any] = field(default_factory=dict, hash=False)
+    model_sha256: str | None = None
     dataset: str = "mnist"
     epochs: int = 3
     batch_size: int = 128
@@ -62,8 +70,22 @@ class TrainConfig:
                 object.__setattr__(self, name, tuple(value))
         if (self.init_only or self.init_strict) and not self.init_from:
             problems.append("init_only and init_strict need init_from (the run to start from)")
-        if self.model not in MODELS:
-            problems.append(f"model {self.model!r} is unknown; choose one of: {', '.join(MODELS)}")
+        if is_model_spec(self.model):
+            try:
+                parse_model_spec(self.model)
+            except ModelSpecError as error:
+                problems.append(str(error))
+        elif self.model not in MODELS:
+            problems.append(
+                f"model {self.model!r} is unknown; choose one of: {', '.join(MODELS)}, or "
+                "your own as path/to/model.py:ClassName"
+            )
+        elif self.model_args:
+            problems.append("model_args are for your own model classes, not registry models")
+        if self.api not in APIS:
+            problems.append(f"api {self.api!r} is unknown; choose one of: {', '.join(APIS)}")
+        if not isinstance(self.model_args, dict):
+            problems.append(f"model_args must map option names to values, got {self.model_args!r}")
         if self.dataset not in DATASETS:
             problems.append(
                 f"dataset {self.dataset!r} is unknown; choose one of: {', '.join(DATASETS)}"
@@ -110,13 +132,28 @@ class TrainConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def make_model(self) -> Any:
-        """The flax module this config trains, computing in `dtype` (params stay float32)."""
+    @property
+    def user_model(self) -> bool:
+        """Whether `model` names the user's own class rather than a registry model."""
+        return is_model_spec(self.model)
+
+    def make_model(self, *, refuse_under: Any = None) -> Any:
+        """The flax module this config trains (Linen, or NNX initialised from `seed`),
+        computing in `dtype` (params stay float32). A user class is imported from its
+        source, which must not lie inside `refuse_under` (a run directory).
+
+        Raises:
+            ModelSpecError: the user's class cannot be found, imported or built.
+        """
         import jax.numpy as jnp
 
         from flaxfit.models import create_model
+        from flaxfit.models.user import build_model, load_class
 
-        return create_model(self.model, dtype=jnp.dtype(self.dtype))
+        if self.user_model:
+            cls = load_class(parse_model_spec(self.model), refuse_under=refuse_under)
+            return build_model(cls, self.model_args, seed=self.seed, label=self.model)
+        return create_model(self.model, api=self.api, seed=self.seed, dtype=jnp.dtype(self.dtype))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values: the pattern tuples become lists, as they read back."""

@@ -11,6 +11,8 @@ Params are msgpack (flax.serialization), never pickle.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -23,13 +25,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 from flax import serialization
 from flax.training.train_state import TrainState
 
 from flaxfit.data import Dataset, load_dataset
 from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
+from flaxfit.models.outputs import apply_function
 from flaxfit.models.params import Lineage, check_patterns, select
+from flaxfit.models.user import (
+    ModelSpecError,
+    is_nnx_class,
+    load_class,
+    parse_model_spec,
+    source_file,
+    source_sha256,
+)
 from flaxfit.runs.checkpoints import (
     CHECKPOINTS_DIR,
     DAMAGED_DIR,
@@ -59,9 +69,10 @@ from flaxfit.training.step import create_train_state, train_step
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
+BATCH_STATS_FILE = "batch_stats.msgpack"  # only for models with BatchNorm
 TENSORBOARD_DIR = "tensorboard"
 # predict.jaxexport is what `flaxfit export` writes by default: stale after --fresh.
-RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, MANIFEST_FILE,
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, PARAMS_FILE, BATCH_STATS_FILE, MANIFEST_FILE,
              "predict.jaxexport", SUMS_FILE)  # fmt: skip
 
 
@@ -71,16 +82,35 @@ class RunError(ValueError):
 
 @dataclass
 class Run:
-    """A run as read back from its directory."""
+    """A run as read back from its directory.
+
+    `params` (and `batch_stats`, for models with BatchNorm) are plain nested dicts;
+    `apply_fn(run.variables, x)` computes the model, Linen or NNX alike.
+    """
 
     directory: Path
     config: TrainConfig
     history: History
     params: Any
+    batch_stats: Any = None
+
+    @functools.cached_property
+    def model(self) -> Any:
+        """The run's model, rebuilt from its config (a user class from its source file)."""
+        return self.config.make_model(refuse_under=self.directory)
 
     @property
-    def model(self) -> nn.Module:
-        return self.config.make_model()
+    def apply_fn(self) -> Callable[..., Any]:
+        """`model.apply` for Linen, the NNX module behind the same call for NNX."""
+        return apply_function(self.model)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """{"params": ..., "batch_stats": ...} as `apply_fn` takes them."""
+        out = {"params": self.params}
+        if self.batch_stats is not None:
+            out["batch_stats"] = self.batch_stats
+        return out
 
 
 def save_params(path: str | os.PathLike, params: Any) -> Path:
@@ -127,8 +157,49 @@ def _read_json(path: Path) -> Any:
         raise RunError(f"{path}: not valid JSON ({error})") from None
 
 
-def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
-    """Read a run directory written by `train_run` (or `flaxfit train`)."""
+def check_model_source(config: TrainConfig, directory: Path, *, allow_changed: bool) -> None:
+    """For a run of the user's own model class: the source must be where it was, and unchanged
+    since training (unless `allow_changed`), and never inside the run directory.
+
+    Raises:
+        RunError: one line naming the file and what to do.
+    """
+    if not config.user_model:
+        return
+    try:
+        spec = parse_model_spec(config.model)
+        path = source_file(spec)
+        if path.is_relative_to(directory.resolve()):
+            raise RunError(
+                f"{directory}: its model source {path} lies inside the run directory; "
+                "flaxfit does not run code stored in a run"
+            )
+        digest = source_sha256(spec)
+    except ModelSpecError as error:
+        raise RunError(f"{directory}: {error}") from None
+    if config.model_sha256 and digest != config.model_sha256 and not allow_changed:
+        raise RunError(
+            f"{path} has changed since {directory} was trained (sha256 "
+            f"{config.model_sha256[:12]}... then, {digest[:12]}... now); restore it, or pass "
+            "--allow-changed-model to use it as it is now"
+        )
+
+
+def load_run(
+    directory: str | os.PathLike, *, with_params: bool = True, allow_changed_model: bool = False
+) -> Run:
+    """Read a run directory written by `train_run` (or `flaxfit train`).
+
+    Args:
+        with_params: also read params.msgpack (and batch_stats.msgpack), checked
+            against the model's shapes.
+        allow_changed_model: for a run of your own model class, accept a source file
+            that changed since training (by default that is refused: the params may
+            no longer mean what they meant).
+
+    Raises:
+        RunError: a missing or damaged file, or a changed model source.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise RunError(f"{directory}: no such run directory")
@@ -147,11 +218,15 @@ def load_run(directory: str | os.PathLike, *, with_params: bool = True) -> Run:
             if isinstance(error, RunError):
                 raise
             raise RunError(f"{history_path}: not a flaxfit history ({error!r})") from None
-    params = None
+    check_model_source(config, directory, allow_changed=allow_changed_model)
+    params = batch_stats = None
     if with_params:
         # Only paths, shapes and dtypes are compared: no need to initialise real weights.
-        params = load_params(directory / PARAMS_FILE, _param_shapes(config))
-    return Run(directory, config, history, params)
+        template = _state_template(config, directory)
+        params = load_params(directory / PARAMS_FILE, template.params)
+        if getattr(template, "batch_stats", None) is not None:
+            batch_stats = load_params(directory / BATCH_STATS_FILE, template.batch_stats)
+    return Run(directory, config, history, params, batch_stats)
 
 
 def _recorded(directory: Path) -> set[str]:
@@ -202,6 +277,24 @@ def check_run_dir(directory: Path, config: TrainConfig, *, fresh: bool) -> bool:
     return True
 
 
+def with_model_source(config: TrainConfig) -> TrainConfig:
+    """`config` with the sha256 of its user model's source filled in (and its api from
+    the class); registry models are returned as they are.
+
+    Raises:
+        RunError: the model file or module cannot be found.
+    """
+    if not config.user_model or config.model_sha256:
+        return config
+    try:
+        spec = parse_model_spec(config.model)
+        digest = source_sha256(spec)
+        api = "nnx" if is_nnx_class(load_class(spec)) else "linen"
+    except ModelSpecError as error:
+        raise RunError(str(error)) from None
+    return dataclasses.replace(config, model_sha256=digest, api=api)
+
+
 def _silent(message: str) -> None:
     del message
 
@@ -218,8 +311,7 @@ class _StopAfterEpoch:
 
 def _param_shapes(config: TrainConfig) -> Any:
     """The params tree of `config`'s model as ShapeDtypeStructs, without computing weights."""
-    model = config.make_model()
-    return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28)))["params"]
+    return _state_template(config).params
 
 
 def _check_init_flags(config: TrainConfig, resume: bool) -> None:
@@ -314,6 +406,7 @@ def train_run(
             checkpoint stays the latest.
     """
     directory = Path(directory)
+    config = with_model_source(config)
     # In a multi-process job every process trains; only process 0 writes files, locks
     # and talks.
     main = is_main_process()
@@ -329,12 +422,15 @@ def train_run(
         if lock is not None:  # it will train: say who does, for a second trainer's message
             lock.announce()
         _check_init_flags(config, resume)
+        try:  # before the data: a bad model option fails at once
+            model = config.make_model()
+        except ModelSpecError as error:
+            raise RunError(str(error)) from None
         if dataset is None:
             dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
         # Raises (before anything is written) if the batch is larger than the data.
         steps = steps_per_epoch(len(dataset.train), config.batch_size)
 
-        model = config.make_model()
         state = create_train_state(
             model, jax.random.key(config.seed), make_optimizer(config, steps)
         )
@@ -406,12 +502,18 @@ def train_run(
                     log(
                         f"early stopping: restoring the params of the best checkpoint (step {best})"
                     )
-                    state = state.replace(params=restore(checkpoints, state, best).state.params)
+                    best_state = restore(checkpoints, state, best).state
+                    state = state.replace(params=best_state.params,
+                                          batch_stats=getattr(best_state, "batch_stats", None))
         finally:
             checkpointer.close()
         if finished and main:
+            if getattr(state, "batch_stats", None) is not None:  # first: params mark "finished"
+                save_params(directory / BATCH_STATS_FILE, state.batch_stats)
             save_params(directory / PARAMS_FILE, state.params)
-        return Run(directory, config, history, host_copy(state.params))
+        batch_stats = getattr(state, "batch_stats", None)
+        return Run(directory, config, history, host_copy(state.params),
+                   None if batch_stats is None else host_copy(batch_stats))  # fmt: skip
     finally:
         if lock is not None:
             lock.release()
@@ -425,10 +527,14 @@ class CheckedFile:
     problem: str | None
 
 
-def _state_template(config: TrainConfig) -> TrainState:
+def _state_template(config: TrainConfig, directory: Path | None = None) -> TrainState:
     """`config`'s TrainState as shapes and dtypes. The optimizer's state does not depend
     on the schedule's length; 1000 steps per epoch keeps every schedule's warm-up valid."""
-    model, tx = config.make_model(), make_optimizer(config, 1000)
+    try:
+        model = config.make_model(refuse_under=directory)
+    except ModelSpecError as error:
+        raise RunError(f"{directory or 'run'}: {error}") from None
+    tx = make_optimizer(config, 1000)
     return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), tx))
 
 

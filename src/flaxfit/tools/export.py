@@ -17,24 +17,24 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import linen as nn
 from jax import export
 
 from flaxfit.files import write_atomic
-from flaxfit.models.outputs import probabilities
+from flaxfit.models.outputs import predict as predict_with
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 EXPORT_FILE = "predict.jaxexport"
 
 
 def export_predict(
-    model: nn.Module, params: Any, *, platforms: tuple[str, ...] = PLATFORMS
+    model: Any, params: Any, *, batch_stats: Any = None, platforms: tuple[str, ...] = PLATFORMS
 ) -> export.Exported:
-    """`model.apply` with `params` fixed: float32 (b, 28, 28) in [0, 1] -> (b, 10) probabilities."""
-    params = jax.tree.map(jnp.asarray, params)
+    """`model` (Linen or NNX) with `params` (and BatchNorm's `batch_stats`) fixed, in
+    evaluation mode: float32 (b, 28, 28) in [0, 1] -> (b, 10) probabilities."""
+    params, batch_stats = jax.tree.map(jnp.asarray, (params, batch_stats))
 
     def predict(images: jax.Array) -> jax.Array:
-        return probabilities(model.apply, {"params": params}, images)
+        return predict_with(model, params, images, batch_stats=batch_stats)
 
     (batch,) = export.symbolic_shape("b")
     spec = jax.ShapeDtypeStruct((batch, 28, 28), jnp.float32)

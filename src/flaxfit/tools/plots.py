@@ -18,19 +18,23 @@ import jax
 import numpy as np
 
 from flaxfit.files import write_atomic
-from flaxfit.models.outputs import logits
+from flaxfit.models.nnx_bridge import is_nnx
+from flaxfit.models.outputs import predict
 from flaxfit.tools.viz import _pyplot
 from flaxfit.training.history import History
 
 
 def plot_learning_curves(history: History) -> Any:
-    """Loss and accuracy per epoch, train vs test."""
+    """Each metric per epoch, train vs test: loss and accuracy for a classifier, one
+    panel per metric the steps returned otherwise."""
     plt = _pyplot()
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    names = list(dict.fromkeys(c.split("_", 1)[1] for c in history.metrics))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), dpi=100, squeeze=False)
     epochs = history["epoch"]
-    for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
-        ax.plot(epochs, history[f"train_{metric}"], "o-", label="train")
-        ax.plot(epochs, history[f"test_{metric}"], "s-", label="test")
+    for ax, metric in zip(axes[0], names, strict=True):
+        for split, marker in (("train", "o-"), ("test", "s-")):
+            if f"{split}_{metric}" in history.columns:
+                ax.plot(epochs, history[f"{split}_{metric}"], marker, label=split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -115,14 +119,15 @@ def plot_filters(kernel: np.ndarray) -> Any:
     return fig
 
 
-def feature_maps(model: Any, params: Any, image: np.ndarray) -> dict[str, np.ndarray]:
+def feature_maps(
+    model: Any, params: Any, image: np.ndarray, batch_stats: Any = None
+) -> dict[str, np.ndarray]:
     """relu(conv) output of every conv layer for one image: {layer name: (H, W, C)}."""
     x = np.asarray(image, np.float32).reshape(1, 28, 28) / (
         255.0 if image.dtype == np.uint8 else 1.0
     )
-    _, state = logits(
-        model.apply, {"params": params}, x, capture_intermediates=True, mutable=["intermediates"]
-    )
+    _, state = predict(model, params, x, batch_stats=batch_stats, capture_intermediates=True,
+                       mutable=["intermediates"])  # fmt: skip
     maps = {}
     for name, values in state["intermediates"].items():
         if name.startswith("Conv"):
@@ -186,7 +191,7 @@ def write_report(run: Any, test_images: np.ndarray, test_labels: np.ndarray, out
     if not 0 <= image_index < len(test_images):
         raise ValueError(f"image index {image_index} is outside the {len(test_images)} test images")
     model, params = run.model, jax.device_get(run.params)
-    probabilities = predict_probabilities(model, params, test_images)
+    probabilities = predict_probabilities(model, params, test_images, batch_stats=run.batch_stats)
     predicted = probabilities.argmax(-1)
     figures: dict[str, tuple[str, Any]] = {}
     if len(run.history):
@@ -204,7 +209,8 @@ def write_report(run: Any, test_images: np.ndarray, test_labels: np.ndarray, out
             "First conv layer's filters",
             plot_filters(params["Conv_0"]["kernel"]),
         )
-        maps = feature_maps(model, params, test_images[image_index])
+    if "Conv_0" in params and not is_nnx(model):  # captured intermediates: Linen only
+        maps = feature_maps(model, params, test_images[image_index], run.batch_stats)
         figures["feature_maps"] = (
             f"Feature maps of test image #{image_index}",
             plot_feature_maps(maps, test_images[image_index]),

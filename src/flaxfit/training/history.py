@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Per-epoch columns, in the order of metrics.csv.
+#: A classifier's per-epoch columns, in the order of metrics.csv. Other tasks
+#: have their own metrics: every row holds "epoch", its "train_*" and "test_*"
+#: metrics, then "seconds" and "images_per_second".
 COLUMNS = (
     "epoch",
     "train_loss",
@@ -30,18 +32,29 @@ class History:
     compile_seconds: float = 0.0
 
     def append(self, row: dict[str, float]) -> None:
-        missing = set(COLUMNS) - set(row)
-        if missing:
-            raise ValueError(f"history row lacks {sorted(missing)}")
-        self.rows.append({name: row[name] for name in COLUMNS})
+        """Add one epoch's row; its columns must be the ones earlier rows have."""
+        columns = row_columns(row)
+        if self.rows and columns != self.columns:
+            raise ValueError(f"history row has columns {columns}, earlier rows {self.columns}")
+        self.rows.append({name: row[name] for name in columns})
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The rows' columns; a classifier's `COLUMNS` before the first epoch."""
+        return tuple(self.rows[0]) if self.rows else COLUMNS
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The measured columns: "train_*" and "test_*"."""
+        return tuple(c for c in self.columns if c.startswith(("train_", "test_")))
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, column: str) -> list[float]:
         """`history["test_accuracy"]` -> one value per epoch."""
-        if column not in COLUMNS:
-            raise KeyError(f"no column {column!r}; columns are {', '.join(COLUMNS)}")
+        if column not in self.columns:
+            raise KeyError(f"no column {column!r}; columns are {', '.join(self.columns)}")
         return [row[column] for row in self.rows]
 
     @property
@@ -61,6 +74,19 @@ class History:
         for row in data["epochs"]:
             history.append({k: (math.nan if v is None else v) for k, v in row.items()})
         return history
+
+
+def row_columns(row: dict[str, Any]) -> tuple[str, ...]:
+    """A row's columns in History's order; ValueError if a required one is missing."""
+    missing = sorted({"epoch", "seconds", "images_per_second"} - set(row))
+    train = [c for c in row if c.startswith("train_")]
+    if missing or not train:
+        raise ValueError(f"history row lacks {missing or ['a train_* metric']}")
+    test = [c for c in row if c.startswith("test_")]
+    if set(train + test) >= set(COLUMNS[1:5]):  # a classifier's row keeps the familiar order
+        rest = [c for c in train + test if c not in COLUMNS]
+        return COLUMNS[:5] + tuple(rest) + COLUMNS[5:]
+    return ("epoch", *train, *test, "seconds", "images_per_second")
 
 
 def _is_nan(value: float) -> bool:

@@ -21,11 +21,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 
 from flaxfit.models import NUM_CLASSES
-from flaxfit.models.outputs import logits
+from flaxfit.models.outputs import forward
 from flaxfit.training.callbacks import ProgressBar, call_hooks
 from flaxfit.training.compile_watch import watch_compiles
 from flaxfit.training.history import History
@@ -34,11 +35,16 @@ from flaxfit.training.step import (
     EvalMetrics,
     check_model_fits,
     eval_step,
+    is_classification,
     to_model_inputs,
     train_step,
 )
 
-TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]
+default_eval_step = eval_step  # `fit`'s own argument is named eval_step too
+
+#: `(state, inputs, labels) -> (state, loss)`, or `(state, {"loss": ..., "mse": ...})`:
+#: a step returning a dict of scalars has exactly those metrics recorded.
+TrainStep = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Any]]
 EvalStep = Callable[..., EvalMetrics]
 #: A split from `load_mnist` (anything with `.images` and `.labels`) or an (images, labels) pair.
 Data = Any
@@ -103,6 +109,35 @@ def chunk_sizes(total_steps: int, steps_per_dispatch: int | None) -> list[int]:
     return sizes
 
 
+def step_key(seed: int | jax.Array, epoch: int | jax.Array, step: int | jax.Array) -> jax.Array:
+    """The dropout key of `step` (counted from 0) of `epoch`: a pure function of the three,
+    so a run resumed anywhere draws what an unbroken run draws (a raw uint32[2] key)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
+    return jax.random.fold_in(key, step)
+
+
+def step_metrics(out: Any) -> dict[str, jax.Array]:
+    """A train step's second output as {"loss": scalar, ...}; a clear error for anything else."""
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise ValueError(
+                f"train_step returned metrics {sorted(out)} without 'loss'; include the "
+                "loss being minimised as 'loss'"
+            )
+        metrics = dict(out)
+    else:
+        metrics = {"loss": out}
+    for name, value in metrics.items():
+        shape = getattr(value, "shape", None)
+        if shape != ():
+            raise ValueError(
+                f"train_step's metric {name!r} is {shape if shape is not None else type(value)}, "
+                "not a scalar; "
+                "a step returns (state, loss) with a scalar loss, or (state, {name: scalar})"
+            )
+    return metrics
+
+
 @partial(
     jax.jit,
     static_argnames=("num_steps", "batch_size", "train_step", "num_classes", "mesh"),
@@ -114,33 +149,46 @@ def run_steps(
     labels: jax.Array,
     order: jax.Array,
     first_step: int | jax.Array,
+    seed: int | jax.Array = 0,
+    epoch: int | jax.Array = 1,
     *,
     num_steps: int,
     batch_size: int,
     train_step: TrainStep = train_step,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = NUM_CLASSES,
     mesh: Mesh | None = None,
-) -> tuple[TrainState, jax.Array, jax.Array]:
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """Run steps `first_step .. first_step + num_steps - 1` of an epoch in one compiled scan.
 
-    Step s trains on the examples `order[s * batch_size : (s + 1) * batch_size]`.
+    Step s trains on the examples `order[s * batch_size : (s + 1) * batch_size]`;
+    a state with an `rng` gets `step_key(seed, epoch, s)` before it.
 
-    Returns the new state, the `num_steps` losses and the counts of correct
-    predictions (made with the params before each step, as the loss is).
+    Returns the new state and the steps' metrics, each (num_steps,): those the
+    step returns, or "loss" and, for classifiers (`num_classes` given), "correct":
+    the correct predictions made with the params before each step, as the loss is.
     """
     indices = jax.lax.dynamic_slice_in_dim(order, first_step * batch_size, num_steps * batch_size)
+    steps = first_step + jnp.arange(num_steps)
 
-    def one_step(state: TrainState, batch: jax.Array):
-        inputs, onehot = to_model_inputs(images[batch], labels[batch], num_classes)
-        inputs, onehot = split_batch(inputs, mesh), split_batch(onehot, mesh)
-        # The same forward pass runs inside the loss; XLA computes it once.
-        scores = logits(state.apply_fn, {"params": state.params}, inputs)
-        correct = jnp.sum(jnp.argmax(scores, -1) == jnp.argmax(onehot, -1), dtype=jnp.int32)
-        state, loss = train_step(state, inputs, onehot)
-        return state, (loss, correct)
+    def one_step(state: TrainState, step_and_batch: tuple[jax.Array, jax.Array]):
+        step, batch = step_and_batch
+        inputs, targets = to_model_inputs(images[batch], labels[batch], num_classes)
+        inputs, targets = split_batch(inputs, mesh), split_batch(targets, mesh)
+        if getattr(state, "rng", None) is not None:
+            state = state.replace(rng=step_key(seed, epoch, step))
+        old = state
+        state, out = train_step(state, inputs, targets)
+        metrics = step_metrics(out)
+        if not isinstance(out, dict) and num_classes is not None:
+            # The loss runs the same forward pass (same mode, same key): XLA computes it once.
+            scores, _ = forward(old.apply_fn, old.params, inputs, train=True,
+                                batch_stats=getattr(old, "batch_stats", None),
+                                rng=getattr(old, "rng", None))  # fmt: skip
+            hits = jnp.argmax(scores, -1) == jnp.argmax(targets, -1)
+            metrics["correct"] = jnp.sum(hits, dtype=jnp.int32)
+        return state, metrics
 
-    state, (losses, correct) = jax.lax.scan(one_step, state, indices.reshape(num_steps, batch_size))
-    return state, losses, correct
+    return jax.lax.scan(one_step, state, (steps, indices.reshape(num_steps, batch_size)))
 
 
 class TrainingInterrupted(Exception):
@@ -166,14 +214,16 @@ class NonFiniteError(FloatingPointError):
 class EpochProgress:
     """How far an epoch has got: what a mid-epoch checkpoint must remember.
 
-    `losses` and `correct` hold one entry per step done so far, so the epoch's
-    metrics come out the same whether or not it was interrupted.
+    `losses`, `correct` (for classifiers) and `metrics` (any others a train step
+    returns) hold one entry per step done so far, so the epoch's metrics come
+    out the same whether or not it was interrupted.
     """
 
     epoch: int
     steps_done: int = 0
     losses: list[float] = field(default_factory=list)
     correct: list[int] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
 
 
 def run_epoch(
@@ -186,7 +236,7 @@ def run_epoch(
     seed: int,
     train_step: TrainStep = train_step,
     steps_per_dispatch: int | None = None,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = NUM_CLASSES,
     on_steps: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     mesh: Mesh | None = None,
@@ -204,10 +254,11 @@ def run_epoch(
     total = steps_per_epoch(len(images), batch_size)
     order = _place(epoch_order(seed, progress.epoch, len(images)), mesh)
     done = progress.steps_done
-    pending: list[tuple[int, jax.Array, jax.Array]] = []
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
 
-    def collect(first: int, chunk_losses: jax.Array, chunk_correct: jax.Array) -> None:
-        values, correct = jax.device_get((chunk_losses, chunk_correct))
+    def collect(first: int, chunk_metrics: dict[str, jax.Array]) -> None:
+        chunk = jax.device_get(chunk_metrics)
+        values = chunk.pop("loss")
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             step = first + int(bad[0]) + 1
@@ -216,16 +267,19 @@ def run_epoch(
                 progress.epoch, step,
             )  # fmt: skip
         progress.losses.extend(values.tolist())
-        progress.correct.extend(correct.tolist())
+        if "correct" in chunk:
+            progress.correct.extend(chunk.pop("correct").tolist())
+        for name, column in chunk.items():
+            progress.metrics.setdefault(name, []).extend(column.tolist())
         progress.steps_done = first + len(values)
 
     for size in chunk_sizes(total - done, steps_per_dispatch) if done < total else []:
-        state, chunk_losses, chunk_correct = run_steps(
-            state, images, labels, order, done,
+        state, chunk_metrics = run_steps(
+            state, images, labels, order, done, seed, progress.epoch,
             num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
             mesh=mesh,
         )  # fmt: skip
-        pending.append((done, chunk_losses, chunk_correct))
+        pending.append((done, chunk_metrics))
         done += size
         if len(pending) > 1:
             collect(*pending.pop(0))
@@ -257,12 +311,15 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def epoch_metrics(progress: EpochProgress, batch_size: int) -> dict[str, float]:
-    """Mean loss per step and accuracy over the examples of the steps done."""
+    """Mean loss (and every other step metric) per step; for classifiers the accuracy
+    over the examples of the steps done."""
     steps = len(progress.losses)
-    return {
-        "loss": float(np.sum(np.asarray(progress.losses, np.float64))) / steps,
-        "accuracy": int(np.sum(progress.correct)) / (steps * batch_size),
-    }
+    out = {"loss": float(np.sum(np.asarray(progress.losses, np.float64))) / steps}
+    if progress.correct:
+        out["accuracy"] = int(np.sum(progress.correct)) / (steps * batch_size)
+    for name, values in progress.metrics.items():
+        out[name] = float(np.sum(np.asarray(values, np.float64))) / steps
+    return out
 
 
 def train_epoch(
@@ -316,20 +373,60 @@ def _evaluate_all(
     mask = jnp.arange(batches * batch_size) < n
 
     def one_batch(totals: EvalMetrics, batch: tuple[jax.Array, jax.Array, jax.Array]):
-        batch_images, batch_labels, batch_mask = batch
-        inputs, onehot = to_model_inputs(batch_images, batch_labels, num_classes)
-        inputs, onehot = split_batch(inputs, mesh), split_batch(onehot, mesh)
-        metrics = eval_step(state, inputs, onehot, split_batch(batch_mask, mesh))
+        metrics = one_batch_metrics(state, *batch, eval_step, num_classes, mesh)
         return jax.tree.map(jnp.add, totals, metrics), None
 
     def batched(x: jax.Array) -> jax.Array:
         return x.reshape(batches, batch_size, *x.shape[1:])
 
-    zeros = {"loss_sum": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.int32(0)}
+    first = jax.eval_shape(
+        lambda *batch: one_batch_metrics(state, *batch, eval_step, num_classes, mesh),
+        images[:batch_size], labels[:batch_size], mask[:batch_size],
+    )  # fmt: skip
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), first)
     totals, _ = jax.lax.scan(
         one_batch, zeros, (batched(images), batched(labels), mask.reshape(batches, batch_size))
     )
     return totals
+
+
+def one_batch_metrics(state, images, labels, mask, eval_step, num_classes, mesh) -> EvalMetrics:
+    """`eval_step` on one stored batch, its output checked: scalar sums and a "count"."""
+    inputs, targets = to_model_inputs(images, labels, num_classes)
+    inputs, targets = split_batch(inputs, mesh), split_batch(targets, mesh)
+    metrics = eval_step(state, inputs, targets, split_batch(mask, mesh))
+    if not isinstance(metrics, dict) or "count" not in metrics:
+        raise ValueError(
+            "eval_step must return a dict of per-batch sums over the masked rows and their "
+            f"'count', e.g. {{'loss_sum': ..., 'count': ...}}; got {type(metrics).__name__}"
+            + (f" with keys {sorted(metrics)}" if isinstance(metrics, dict) else "")
+        )
+    for name, value in metrics.items():
+        if getattr(value, "shape", None) != ():
+            raise ValueError(
+                f"eval_step's metric {name!r} has shape {getattr(value, 'shape', None)}; "
+                "each must be a scalar sum over the batch's masked rows"
+            )
+    return metrics
+
+
+def eval_means(totals: dict[str, Any]) -> dict[str, float]:
+    """Summed eval metrics -> means per counted example, named for History.
+
+    "loss_sum" -> "loss", "correct" -> "accuracy", "<name>_sum" -> "<name>",
+    any other key keeps its name; "count" (and "correct") are kept as integers too.
+    """
+    count = int(totals["count"])
+    out: dict[str, float] = {}
+    for key, value in totals.items():
+        if key == "count":
+            continue
+        name = "accuracy" if key == "correct" else key.removesuffix("_sum")
+        out[name] = float(value) / count
+    if "correct" in totals:
+        out["correct"] = int(totals["correct"])
+    out["count"] = count
+    return out
 
 
 def _eval_batch_size(batch_size: int, num_examples: int, mesh: Mesh | None) -> int:
@@ -344,36 +441,30 @@ def evaluate(
     *,
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     eval_step: EvalStep = eval_step,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = NUM_CLASSES,
     mesh: Mesh | None = None,
 ) -> dict[str, float]:
-    """Loss and accuracy over every example of `data`, each counted exactly once.
+    """Loss and accuracy (or `eval_step`'s own metrics) over every example of `data`,
+    each counted exactly once.
 
     With a `mesh`, each batch is split over its devices; the batch size is
     rounded up to a multiple of the device count (padding is masked).
 
     Returns:
-        {"loss": mean loss, "accuracy": correct / count, "correct": int, "count": int}.
+        {"loss": mean loss, "accuracy": correct / count, "correct": int, "count": int}
+        for the default step; for others, each summed metric divided by the count
+        (see `eval_means`).
     """
     images, labels = as_arrays(data, "evaluation data")
-    batch_size = min(batch_size, len(images))
+    # The program fit() compiled up front: the same batch size and mesh.
     totals = jax.device_get(
         _evaluate_all(
-            state,
-            images,
-            labels,
-            eval_step=eval_step,
-            batch_size=batch_size,
-            num_classes=num_classes,
+            state, images, labels,
+            eval_step=eval_step, batch_size=_eval_batch_size(batch_size, len(images), mesh),
+            num_classes=num_classes, mesh=mesh,
         )  # fmt: skip
     )
-    count = int(totals["count"])
-    return {
-        "loss": float(totals["loss_sum"]) / count,
-        "accuracy": int(totals["correct"]) / count,
-        "correct": int(totals["correct"]),
-        "count": count,
-    }
+    return eval_means(totals)
 
 
 def fit(
@@ -395,8 +486,16 @@ def fit(
     history: History | None = None,
     should_stop: Callable[[], bool] | None = None,
     mesh: Mesh | None = None,
+    optimizer: Any = None,
+    metrics: Any = None,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
+
+    Handed an `nnx.Module` instead of a state, with `optimizer=nnx.Optimizer(...)`,
+    `metrics=nnx.MultiMetric(...)` and Flax's NNX tutorial steps
+    (`train_step(model, optimizer, metrics, batch)`, `eval_step(model, metrics, batch)`),
+    fit runs those unchanged (see `flaxfit.training.nnx_loop.fit_nnx`) and returns
+    the model, trained in place, with the History of `metrics.compute()`.
 
     Args:
         state: from `create_train_state`. It is donated: use the returned one.
@@ -428,6 +527,15 @@ def fit(
             the failing epoch reaches the callbacks.
         TrainingInterrupted: `should_stop()` returned True.
     """
+    if isinstance(state, nnx.Module):
+        from flaxfit.training.nnx_loop import fit_nnx
+
+        return fit_nnx(
+            state, train, test, optimizer=optimizer, metrics=metrics, train_step=train_step,
+            eval_step=None if eval_step is default_eval_step else eval_step, epochs=epochs,
+            batch_size=batch_size, seed=seed, eval_batch_size=eval_batch_size,
+            steps_per_dispatch=steps_per_dispatch, callbacks=callbacks, verbose=verbose,
+        )  # fmt: skip
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     mesh = data_mesh() if mesh is None else mesh
@@ -435,7 +543,16 @@ def fit(
     # Data and state live in full on every device; batches are split inside the step.
     state = replicate(state, mesh)
     train_images, train_labels = (replicate(x, mesh) for x in as_arrays(train, "train"))
-    check_model_fits(state, train_images.shape[1:], num_classes)
+    # Integer labels (or one-hot rows) are classes: accuracy is measured. Other
+    # targets (regression) get only the metrics their steps return.
+    classes = num_classes if is_classification(train_labels, num_classes) else None
+    check_model_fits(state, train_images.shape[1:], classes)
+    if classes is None and test is not None and eval_step is default_eval_step:
+        raise ValueError(
+            f"the labels are {train_labels.dtype} {tuple(train_labels.shape)}, not classes, so "
+            "the default eval_step (cross-entropy, accuracy) does not apply: pass your own "
+            "eval_step returning {'<metric>_sum': ..., 'count': ...}, or test=None"
+        )
     steps_total = steps_per_epoch(len(train_images), batch_size)
     test_arrays = (
         None if test is None else tuple(replicate(x, mesh) for x in as_arrays(test, "test"))
@@ -444,10 +561,10 @@ def fit(
     history = History() if history is None else history
     epoch_kwargs = dict(
         batch_size=batch_size, seed=seed, train_step=train_step,
-        steps_per_dispatch=steps_per_dispatch, num_classes=num_classes, mesh=mesh,
+        steps_per_dispatch=steps_per_dispatch, num_classes=classes, mesh=mesh,
     )  # fmt: skip
     eval_kwargs = dict(
-        batch_size=eval_batch_size, eval_step=eval_step, num_classes=num_classes, mesh=mesh
+        batch_size=eval_batch_size, eval_step=eval_step, num_classes=classes, mesh=mesh
     )
 
     # Compile every program up front, so epoch times are steady-state times.
@@ -481,19 +598,17 @@ def fit(
             call_hooks(callbacks, "on_interrupt", state, progress, history)
             raise TrainingInterrupted(state, progress, history)
         train_metrics = epoch_metrics(progress, batch_size)
-        test_metrics = (
-            {"loss": math.nan, "accuracy": math.nan}
-            if test_arrays is None
-            else evaluate(state, test_arrays, **eval_kwargs)
-        )
+        if test_arrays is None:  # no test split: a classifier's test columns are NaN
+            test_metrics = {"loss": math.nan, "accuracy": math.nan} if classes else {}
+        else:
+            test_metrics = evaluate(state, test_arrays, **eval_kwargs)
         seconds = time.perf_counter() - started
         history.append(
             {
                 "epoch": epoch,
-                "train_loss": train_metrics["loss"],
-                "train_accuracy": train_metrics["accuracy"],
-                "test_loss": test_metrics["loss"],
-                "test_accuracy": test_metrics["accuracy"],
+                **{f"train_{name}": value for name, value in train_metrics.items()},
+                **{f"test_{name}": value for name, value in test_metrics.items()
+                   if name not in ("correct", "count")},  # fmt: skip
                 "seconds": seconds,
                 "images_per_second": (steps_total - resumed_at) * batch_size / seconds,
             }
@@ -520,7 +635,7 @@ def _precompile(state, images, labels, test_arrays, steps_total, epoch_kwargs, e
     all_finite.lower(state.params).compile()
     for size in set(chunk_sizes(steps_total, epoch_kwargs["steps_per_dispatch"])):
         run_steps.lower(
-            state, images, labels, order, 0,
+            state, images, labels, order, 0, epoch_kwargs["seed"], 1,
             num_steps=size, batch_size=batch_size,
             train_step=epoch_kwargs["train_step"], num_classes=epoch_kwargs["num_classes"],
             mesh=epoch_kwargs["mesh"],

@@ -14,24 +14,59 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen as nn
-from flax.training.train_state import TrainState
+from flax import nnx
+from flax.training import train_state
 
 from flaxfit.models import NUM_CLASSES
-from flaxfit.models.outputs import logits
+from flaxfit.models.nnx_bridge import NnxApply, merge_module, split_module
+from flaxfit.models.outputs import forward, mode_keywords
 
 EvalMetrics = dict[str, jax.Array]
 #: The dummy batch `create_train_state` initialises with unless told otherwise.
 MNIST_INPUT = (1, 28, 28)
 
 
+class TrainState(train_state.TrainState):
+    """Flax's TrainState plus what models with state and randomness need.
+
+    Attributes:
+        batch_stats: the BatchNorm statistics (Linen's 'batch_stats' collection,
+            NNX's `nnx.BatchStat`s) as a plain nested dict; None for models
+            without BatchNorm. Training steps update them, evaluation reads them.
+        rng: this step's key for dropout (a raw uint32[2] key). `fit()` sets it
+            before every step from (seed, epoch, step), so a resumed run draws
+            the same masks as an unbroken one.
+    """
+
+    batch_stats: Any = None
+    rng: jax.Array | None = None
+
+
+def _init_linen(model: nn.Module, rng: jax.Array, shape: tuple[int, ...]) -> dict[str, Any]:
+    # Initialised in evaluation mode, as Flax's examples do: no dropout key is needed.
+    variables = model.init(
+        {"params": rng, "dropout": rng}, jnp.zeros(shape, jnp.float32),
+        **mode_keywords(model, False),
+    )  # fmt: skip
+    unknown = sorted(set(variables) - {"params", "batch_stats"})
+    if unknown:
+        raise ValueError(
+            f"create_train_state: {type(model).__name__} has variable collections "
+            f"{unknown} besides 'params' and 'batch_stats'; flaxfit trains only those two"
+        )
+    return dict(variables)
+
+
 def create_train_state(
-    model: nn.Module,
-    rng: jax.Array,
+    model: nn.Module | nnx.Module,
+    rng: jax.Array | None = None,
     optimizer: optax.GradientTransformation = optax.adam(1e-3),  # noqa: B008 (immutable)
     *,
     input_shape: tuple[int, ...] | None = None,
+    data: Any = None,
 ) -> TrainState:
     """Initialise `model`'s params from `rng` and wrap them with an optimizer.
 
@@ -39,33 +74,66 @@ def create_train_state(
         model: a flax.linen module called as `model.apply({'params': p}, x)`;
             either the deck's kind (softmax output, `get_logits=True` for
             logits) or one whose `__call__(x)` returns logits, as in Flax's
-            examples.
-        rng: a PRNG key, e.g. `jax.random.key(0)`.
+            examples (`train=` / BatchNorm / Dropout included). Or an
+            `nnx.Module` built eagerly with `nnx.Rngs`: its weights are taken
+            as they are and `state.apply_fn` calls it as Linen's apply would.
+        rng: a PRNG key, e.g. `jax.random.key(0)`; needed for Linen modules.
         optimizer: any optax transformation.
         input_shape: shape of a dummy batch used to infer parameter shapes, e.g.
             `(1, *data.train.images.shape[1:])`; default (1, 28, 28), MNIST's.
+        data: instead of `input_shape`, a split (or images array) to take it from.
 
     Returns:
-        A `flax.training.train_state.TrainState` at step 0. Its `params` is a
-        plain nested dict you can read, rewrite and reuse.
+        A `TrainState` (flax's, plus `batch_stats` and `rng`) at step 0. Its
+        `params` is a plain nested dict you can read, rewrite and reuse.
     """
+    if isinstance(model, nnx.Module):
+        apply_fn, params, batch_stats = split_module(model)
+        return TrainState.create(apply_fn=apply_fn, params=params, tx=optimizer,
+                                 batch_stats=batch_stats, rng=jax.random.PRNGKey(0))  # fmt: skip
+    if rng is None:
+        raise TypeError(
+            f"create_train_state: {type(model).__name__} is a Linen module and needs a key to "
+            "initialise its params: create_train_state(model, jax.random.key(0), ...)"
+        )
+    if input_shape is None and data is not None:
+        images = getattr(data, "images", data)
+        input_shape = (1, *np.shape(images)[1:])
     shape = MNIST_INPUT if input_shape is None else tuple(input_shape)
     try:
-        params = model.init(rng, jnp.zeros(shape, jnp.float32))["params"]
+        variables = _init_linen(model, rng, shape)
     except Exception as error:
-        if input_shape is not None:
+        if input_shape is not None or str(error).startswith("create_train_state"):
             raise
         raise ValueError(
             f"create_train_state: {type(model).__name__} could not be initialised with a "
             f"dummy batch of shape {shape} (MNIST's): {str(error).splitlines()[0]}; pass "
-            "input_shape=(1, H, W, C) matching your data"
+            "input_shape=(1, H, W, C) matching your data, or data=train_split"
         ) from error
-    return TrainState.create(apply_fn=model.apply, params=params, tx=optimizer)
+    return TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=optimizer,
+        batch_stats=variables.get("batch_stats"), rng=jax.random.PRNGKey(0),
+    )  # fmt: skip
 
 
-def check_model_fits(state: TrainState, image_shape: tuple[int, ...], num_classes: int) -> None:
+def nnx_model(state: TrainState) -> nnx.Module:
+    """The NNX module of `state` (from `create_train_state(nnx_module)`) with its trained weights.
+
+    Raises:
+        TypeError: the state's model is a Linen module.
+    """
+    if not isinstance(state.apply_fn, NnxApply):
+        raise TypeError("nnx_model: this state's model is not an NNX module")
+    return merge_module(state.apply_fn, jax.device_get(state.params),
+                        jax.device_get(getattr(state, "batch_stats", None)))  # fmt: skip
+
+
+def check_model_fits(
+    state: TrainState, image_shape: tuple[int, ...], num_classes: int | None
+) -> None:
     """Fail with a clear line unless `state`'s model takes images of `image_shape` with its
-    params and returns `num_classes` logits for each (checked on shapes alone, nothing runs).
+    params and returns `num_classes` logits for each (checked on shapes alone, nothing runs;
+    `num_classes=None`, for targets other than classes, checks the input side only).
 
     Raises:
         ValueError: naming the shapes and the `input_shape` to create the state with.
@@ -74,15 +142,16 @@ def check_model_fits(state: TrainState, image_shape: tuple[int, ...], num_classe
     wanted = f"input_shape=(1, {', '.join(str(n) for n in image_shape)})"
     try:
         out = jax.eval_shape(
-            lambda params, x: logits(state.apply_fn, {"params": params}, x), state.params, example
-        )
+            lambda params, stats, x: forward(state.apply_fn, params, x, batch_stats=stats)[0],
+            state.params, getattr(state, "batch_stats", None), example,
+        )  # fmt: skip
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(
             f"the model does not take this data's images of shape {tuple(image_shape)} with "
             f"these params ({first}); create the state with {wanted}"
         ) from None
-    if getattr(out, "shape", None) != (1, num_classes):
+    if num_classes is not None and getattr(out, "shape", None) != (1, num_classes):
         raise ValueError(
             f"the model returns {getattr(out, 'shape', type(out).__name__)} for a batch of one, "
             f"but the data has {num_classes} classes: it should return (1, {num_classes}) logits"
@@ -99,17 +168,33 @@ def loss_fn(params: Any, state: TrainState, inputs: jax.Array, labels: jax.Array
         inputs: (B, ...) float32 pixels in [0, 1].
         labels: (B, num_classes) one-hot float32.
     """
-    scores = logits(state.apply_fn, {"params": params}, inputs)
-    return optax.softmax_cross_entropy(scores, labels).mean()
+    return _loss_and_stats(params, state, inputs, labels)[0]
+
+
+def _loss_and_stats(params: Any, state: Any, inputs: jax.Array, labels: jax.Array):
+    scores, batch_stats = forward(
+        state.apply_fn, params, inputs, train=True,
+        batch_stats=getattr(state, "batch_stats", None), rng=getattr(state, "rng", None),
+    )  # fmt: skip
+    return optax.softmax_cross_entropy(scores, labels).mean(), batch_stats
 
 
 @jax.jit
 def train_step(
     state: TrainState, inputs: jax.Array, labels: jax.Array
 ) -> tuple[TrainState, jax.Array]:
-    """One gradient update (slide 14): returns the new state and the batch loss."""
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, state, inputs, labels)
+    """One gradient update (slide 14): returns the new state and the batch loss.
+
+    For models with BatchNorm the state's `batch_stats` are updated too, and
+    dropout draws from `state.rng`; for the deck's models this is exactly
+    slide 14's step.
+    """
+    (loss, batch_stats), grads = jax.value_and_grad(_loss_and_stats, has_aux=True)(
+        state.params, state, inputs, labels
+    )
     new_state = state.apply_gradients(grads=grads)
+    if batch_stats is not None:
+        new_state = new_state.replace(batch_stats=batch_stats)
     return new_state, loss
 
 
@@ -132,7 +217,9 @@ def eval_step(
     """
     if mask is None:
         mask = jnp.ones(inputs.shape[0], bool)
-    scores = logits(state.apply_fn, {"params": state.params}, inputs)
+    scores, _ = forward(
+        state.apply_fn, state.params, inputs, batch_stats=getattr(state, "batch_stats", None)
+    )
     losses = optax.softmax_cross_entropy(scores, labels)
     hits = jnp.argmax(scores, -1) == jnp.argmax(labels, -1)
     return {
@@ -142,17 +229,30 @@ def eval_step(
     }
 
 
+def is_classification(labels: Any, num_classes: int) -> bool:
+    """Whether `labels` are classes: integers (N,), or (N, num_classes) one-hot / soft rows.
+
+    Anything else (float targets of another shape) is another task, e.g. regression.
+    """
+    dtype, shape = np.dtype(labels.dtype), np.shape(labels)
+    if np.issubdtype(dtype, np.integer):
+        return len(shape) == 1
+    return len(shape) == 2 and shape[1] == num_classes
+
+
 def to_model_inputs(
-    images: jax.Array, labels: jax.Array, num_classes: int = NUM_CLASSES
+    images: jax.Array, labels: jax.Array, num_classes: int | None = NUM_CLASSES
 ) -> tuple[jax.Array, jax.Array]:
     """Stored batch -> what `train_step` takes: uint8 pixels to float32/255, labels to one-hot.
 
     Float images are taken as already scaled; (B, num_classes) labels as already one-hot.
+    With `num_classes=None` (targets that are not classes) the labels are only cast
+    to float32.
     """
     if jnp.issubdtype(images.dtype, jnp.integer):
         inputs = images.astype(jnp.float32) / 255.0
     else:
         inputs = images.astype(jnp.float32)
-    if labels.ndim == 1:
+    if num_classes is not None and labels.ndim == 1:
         labels = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
     return inputs, labels.astype(jnp.float32)

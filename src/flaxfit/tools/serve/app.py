@@ -158,7 +158,7 @@ def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
 
     The model is compiled and warmed up here, once; requests only run it.
     """
-    predictor = Predictor(run.model, run.params)
+    predictor = Predictor(run.model, run.params, run.batch_stats)
     info = model_info(run, predictor, max_body)
     static = resources.files("flaxfit.tools.serve") / "static"
     pages = {name: (static / name).read_bytes() for name in STATIC_FILES}

@@ -12,7 +12,7 @@ import numpy as np
 from flax import linen as nn
 
 from flaxfit.data.images import SIDE
-from flaxfit.models.outputs import probabilities
+from flaxfit.models.outputs import predict
 
 #: The layer whose feature maps the page shows (the CNNs name their first conv so).
 FIRST_CONV = "Conv_0"
@@ -47,17 +47,17 @@ class Predictor:
     after another costs little, and no two requests share device buffers.
     """
 
-    def __init__(self, model: nn.Module, params: Any):
-        has_maps = self.has_feature_maps = FIRST_CONV in params
-        params = jax.device_put(params)
+    def __init__(self, model: Any, params: Any, batch_stats: Any = None):
+        # Feature maps come from Linen's captured intermediates; NNX modules have none.
+        has_maps = self.has_feature_maps = FIRST_CONV in params and isinstance(model, nn.Module)
+        params, batch_stats = jax.device_put((params, batch_stats))
 
         def forward(params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
             if not has_maps:
-                return probabilities(model.apply, {"params": params}, x)[0], None
-            probs, state = probabilities(
-                model.apply,
-                {"params": params}, x, capture_intermediates=_is_first_conv,
-                mutable=["intermediates"],
+                return predict(model, params, x, batch_stats=batch_stats)[0], None
+            probs, state = predict(
+                model, params, x, batch_stats=batch_stats,
+                capture_intermediates=_is_first_conv, mutable=["intermediates"],
             )  # fmt: skip
             conv = state["intermediates"][FIRST_CONV]["__call__"][0][0]
             return probs[0], jnp.maximum(conv, 0).astype(jnp.float32)

@@ -78,6 +78,7 @@ def serve(
     port: int = DEFAULT_PORT,
     *,
     out: TextIO | None = None,
+    allow_changed_model: bool = False,
 ) -> None:
     """Serve the digit pad for the run in `run_dir` until interrupted (Ctrl+C).
 
@@ -96,7 +97,7 @@ def serve(
         warning = exposure_warning(host)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        run = load_run(run_dir)
+        run = load_run(run_dir, allow_changed_model=allow_changed_model)
         app = create_app(run)  # compiles the model: the URL is printed once it is ready
         address = url(host, sock.getsockname()[1])
         print(f"flaxfit serve: {run.config.model} from {run_dir} at {address} (Ctrl+C stops)",

@@ -46,10 +46,11 @@ class EarlyStopping(Callback):
         restore_best: bool = True,
         history: History | None = None,
     ):
-        if monitor not in MONITORABLE:
+        if monitor not in MONITORABLE and not monitor.startswith(("train_", "test_")):
             raise ValueError(
                 f"EarlyStopping: unknown monitor {monitor!r}; "
-                f"monitor one of the History columns {', '.join(MONITORABLE)}"
+                f"monitor one of the History columns {', '.join(MONITORABLE)} (or another "
+                "train_*/test_* metric your steps return)"
             )
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(
@@ -88,7 +89,9 @@ class EarlyStopping(Callback):
         value = float(metrics[self.monitor])
         # Without a test split fit reports every test_* column as NaN; with one, test
         # accuracy is always a number (a NaN test loss then means the model diverged).
-        if self.monitor.startswith("test_") and math.isnan(metrics["test_accuracy"]):
+        if self.monitor.startswith("test_") and all(
+            math.isnan(v) for k, v in metrics.items() if k.startswith("test_")
+        ):
             raise ValueError(
                 f"EarlyStopping: monitor {self.monitor!r} is NaN at epoch {epoch} because "
                 f"fit() has no test split; pass a test split to fit() or monitor a train_* "

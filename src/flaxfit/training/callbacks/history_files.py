@@ -15,7 +15,7 @@ from typing import Any
 
 from flaxfit.files import write_recorded
 from flaxfit.training.callbacks.base import Callback
-from flaxfit.training.history import COLUMNS, History
+from flaxfit.training.history import History
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.csv"
@@ -29,13 +29,13 @@ def write_history(directory: str | os.PathLike, history: History) -> None:
     Args:
         directory: where the two files go; created if missing.
         history: `History.to_dict()` becomes history.json; its rows, under a
-            header of `flaxfit.training.history.COLUMNS`, become metrics.csv.
+            header of `history.columns`, become metrics.csv.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_recorded(directory / HISTORY_FILE, json.dumps(history.to_dict(), indent=2) + "\n")
     table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(table, fieldnames=history.columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history.rows)
     write_recorded(directory / METRICS_FILE, table.getvalue())

@@ -9,17 +9,27 @@ from flaxfit.training.callbacks.base import Callback
 
 
 def format_epoch(metrics: dict[str, float], total_epochs: int) -> str:
-    """One line per epoch, e.g. 'epoch 2/3  train loss 0.0412 acc 98.71% | test ...'."""
+    """One line per epoch, e.g. 'epoch 2/3  train loss 0.0412 acc 98.71% | test ...'.
+
+    Every train_* and test_* metric of the row is shown: accuracies as percentages.
+    """
     width = len(str(total_epochs))
-    line = (
-        f"epoch {int(metrics['epoch']):>{width}}/{total_epochs}"
-        f"  train loss {metrics['train_loss']:.4f} acc {100 * metrics['train_accuracy']:6.2f}%"
-    )
-    if metrics["test_accuracy"] == metrics["test_accuracy"]:  # not NaN: a test split was given
-        line += (
-            f" | test loss {metrics['test_loss']:.4f} acc {100 * metrics['test_accuracy']:6.2f}%"
-        )
+    line = f"epoch {int(metrics['epoch']):>{width}}/{total_epochs} "
+    for split, sep in (("train", " "), ("test", " | ")):
+        shown = [
+            _format_metric(column[len(split) + 1 :], value)
+            for column, value in metrics.items()
+            if column.startswith(split + "_") and value == value  # NaN: no test split given
+        ]
+        if shown:
+            line += f"{sep}{split} " + " ".join(shown)
     return line + f" | {metrics['seconds']:.1f} s, {metrics['images_per_second']:,.0f} img/s"
+
+
+def _format_metric(name: str, value: float) -> str:
+    if name == "accuracy":
+        return f"acc {100 * value:6.2f}%"
+    return f"{name} {value:.4f}"
 
 
 class ProgressBar(Callback):

@@ -25,6 +25,18 @@ TAGS = {
     "speed/seconds": "seconds",
 }
 
+
+
+def tags(metrics: dict[str, float]) -> dict[str, str]:
+    """Tags for a row's columns: `TAGS`' names, "<metric>/train" and "<metric>/test" for others."""
+    out = {tag: column for tag, column in TAGS.items() if column in metrics}
+    for column in metrics:
+        if column.startswith(("train_", "test_")) and column not in out.values():
+            split, name = column.split("_", 1)
+            out[f"{name}/{split}"] = column
+    return out
+
+
 # tensorboardX names event files by the second and the host only, and truncates a
 # file of the same name: two fits into one logdir within a second would lose the
 # first. The pid and a per-process counter make every name unique.
@@ -76,7 +88,7 @@ class TensorBoard(Callback):
             self.on_fit_begin(state, 0)
         values = [
             Summary.Value(tag=tag, simple_value=float(metrics[column]))
-            for tag, column in TAGS.items()
+            for tag, column in tags(metrics).items()
             # No test split: no point rather than a NaN point.
             if not (column.startswith("test_") and math.isnan(metrics[column]))
         ]
