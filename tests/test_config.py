@@ -38,7 +38,7 @@ def test_bad_transfer_fields_are_named(values, message):
     "field, value, message",
     [
         ("model", "vgg", "model 'vgg' is unknown; choose one of: softmax, cnn1, cnn2, mlp"),
-        ("dataset", "cifar10", "dataset 'cifar10' is unknown"),
+        ("dataset", "cifar100", "dataset 'cifar100' is unknown"),
         ("schedule", "step", "schedule 'step' is unknown"),
         ("optimizer", "lion", "optimizer 'lion' is unknown"),
         ("epochs", 0, "epochs must be a positive integer, got 0"),
