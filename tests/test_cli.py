@@ -118,7 +118,14 @@ def test_python_dash_m_runs_the_cli(trained_run):
         (["--epochs", "two"], "argument --epochs: expected a positive integer, got 'two'"),
         (["--lr", "0"], "argument --lr: must be positive"),
         (["--batch-size", "5000"], "batch_size 5000 is larger than the 600 examples"),
-        (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+        (
+            ["--dataset", "cifar"],
+            "argument --dataset: dataset 'cifar' is unknown; did you mean cifar10?",
+        ),
+        (["--dataset", "folder:"], "argument --dataset: dataset 'folder:' names no directory"),
+        (["--image-size", "32"], "argument --image-size: expected 2 arguments"),
+        (["--image-size", "32", "0"], "argument --image-size: must be a positive integer"),
+        (["--image-size", "32", "32"], "image_size resizes the pictures of a folder: dataset"),
     ],
 )
 def test_bad_train_flags_fail_in_one_line_and_write_nothing(

@@ -38,7 +38,9 @@ def test_bad_transfer_fields_are_named(values, message):
     "field, value, message",
     [
         ("model", "vgg", "model 'vgg' is unknown; choose one of: softmax, cnn1, cnn2, mlp"),
-        ("dataset", "cifar10", "dataset 'cifar10' is unknown"),
+        ("dataset", "cifar100", "dataset 'cifar100' is unknown"),
+        ("dataset", "mnist:/data", "mnist takes no path; name a local copy of it with data_dir"),
+        ("image_size", (32, 32), "image_size resizes the pictures of a folder: dataset only"),
         ("schedule", "step", "schedule 'step' is unknown"),
         ("optimizer", "lion", "optimizer 'lion' is unknown"),
         ("epochs", 0, "epochs must be a positive integer, got 0"),
@@ -59,3 +61,16 @@ def test_bad_values_are_named(field, value, message):
 def test_unknown_fields_are_named():
     with pytest.raises(ValueError, match="unknown config fields: colour"):
         TrainConfig.from_dict({"colour": "red"})
+
+
+def test_the_config_records_the_canonical_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = TrainConfig(dataset="folder:pets", image_size=[32, 48])
+    assert config.dataset == f"folder:{tmp_path / 'pets'}"
+    assert config.image_size == (32, 48)  # JSON's list reads back as the same tuple
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig(dataset="cifar10", data_dir="/copies").data_dir == "/copies"
+    with pytest.raises(ValueError, match="data_dir names a local copy of a named dataset"):
+        TrainConfig(dataset="npz:a.npz", data_dir="/x")
+    with pytest.raises(ValueError, match="image_size must be two positive integers"):
+        TrainConfig(dataset="folder:pets", image_size=(32, 0))

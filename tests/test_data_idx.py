@@ -173,7 +173,8 @@ def test_split_validates_its_arrays():
     assert len(Split(images, labels)) == 3
     for bad_images, bad_labels in [
         (images.astype(np.float32), labels),
-        (images[:, :, :20], labels),
+        (images[0], labels),  # one image, not a batch
+        (np.zeros((3, 28, 28, 2), np.uint8), labels),  # two channels: neither gray nor RGB
         (images, labels.astype(np.int64)),
         (images, labels[:2]),
         (images, np.array([0, 10, 1], np.uint8)),

@@ -436,8 +436,8 @@ def test_unwritable_cache_dir_is_a_data_error_with_the_fix(world, tmp_path):
 
 
 def test_unknown_dataset_lists_the_valid_names():
-    with pytest.raises(DataError, match="unknown dataset 'cifar10'; choose one of mnist, fash"):
-        load_dataset("cifar10")
+    with pytest.raises(DataError, match="unknown dataset 'cifar100'; choose one of mnist, fash"):
+        load_dataset("cifar100")
 
 
 def test_quiet_means_nothing_on_stderr(world, tiny_arrays, capsys):

@@ -17,6 +17,7 @@ from flaxfit import _moved
 from flaxfit.data import DataError as DataError
 from flaxfit.data import Dataset as Dataset
 from flaxfit.data import Split as Split
+from flaxfit.data import load_data as load_data
 from flaxfit.data import load_dataset as load_dataset
 from flaxfit.data import load_fashion_mnist as load_fashion_mnist
 from flaxfit.data import load_mnist as load_mnist
@@ -96,6 +97,7 @@ __all__ = [
     "eval_step",
     "evaluate",
     "fit",
+    "load_data",
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist",

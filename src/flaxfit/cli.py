@@ -74,9 +74,17 @@ def _model_name(text: str) -> str:
     return text
 
 
+def _dataset_spec(text: str) -> str:
+    from flaxfit.data import DataError, parse_dataset_spec
+
+    try:
+        return str(parse_dataset_spec(text))
+    except DataError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (the run's config), plus --config FILE."""
-    from flaxfit.data import DATASETS
     from flaxfit.models.registry import APIS
     from flaxfit.runs.config import DTYPES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -90,8 +98,14 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
         help="the registry models in Flax Linen or NNX (your own class decides for itself)")
     add("--model-arg", dest="model_args", action="append", default=[], metavar="NAME=VALUE",
         help="an option of your own model class (JSON value, e.g. features=32); repeatable")
-    add("--dataset", choices=DATASETS, default=defaults.dataset)
-    add("--data-dir", type=_existing_dir, help="a directory of the 4 IDX files")
+    add("--dataset", type=_dataset_spec, default=defaults.dataset,
+        help="mnist, fashion_mnist, cifar10, folder:DIR (DIR/train/<class>/*, "
+             "DIR/test/<class>/*) or npz:FILE (x_train, y_train, x_test, y_test)")  # fmt: skip
+    add("--data-dir", type=_existing_dir,
+        help="a local copy of the named dataset: MNIST's 4 IDX files, CIFAR-10's "
+             "archive or .bin files")  # fmt: skip
+    add("--image-size", type=_positive_int, nargs=2, metavar=("H", "W"),
+        help="folder: resize every picture to H x W")  # fmt: skip
     add("--epochs", type=_positive_int, default=defaults.epochs)
     add("--batch-size", type=_positive_int, default=defaults.batch_size)
     add("--lr", type=_positive_float, default=defaults.lr, help="(peak) learning rate")
@@ -369,13 +383,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from flaxfit.data import load_dataset
+    from flaxfit.data import load_data
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.predict import predict_probabilities
 
     run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     data_dir = args.data_dir or run.config.data_dir
-    test = load_dataset(run.config.dataset, data_dir).test
+    test = load_data(run.config.dataset, data_dir, image_size=run.config.image_size).test
     probs = predict_probabilities(run.model, run.params, test.images, batch_stats=run.batch_stats)
     predicted = probs.argmax(-1)
     correct = predicted == test.labels
@@ -435,13 +449,14 @@ def _verify_resume(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from flaxfit.data import load_dataset
+    from flaxfit.data import load_data
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.plots import write_report
 
     run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     data_dir = args.data_dir or run.config.data_dir
-    test = load_dataset(run.config.dataset, data_dir, verbose=False).test
+    config = run.config
+    test = load_data(config.dataset, data_dir, image_size=config.image_size, verbose=False).test
     report = write_report(run, test.images, test.labels, args.out or args.run / "plots",
                           image_index=args.image_index)  # fmt: skip
     print(f"wrote {report} and its PNGs")

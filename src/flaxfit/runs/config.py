@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from flaxfit.data import DATASETS
+from flaxfit.data import DataError, parse_dataset_spec
 from flaxfit.models import MODELS
 from flaxfit.models.registry import APIS
 from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
@@ -34,6 +35,8 @@ class TrainConfig:
     api: str = "linen"
     model_args: dict[str, Any] = field(default_factory=dict, hash=False)
     model_sha256: str | None = None
+    # A spec (see flaxfit.data.parse_dataset_spec); a folder's or file's path is stored
+    # absolute, so `flaxfit evaluate` of the run finds the data from any directory.
     dataset: str = "mnist"
     epochs: int = 3
     batch_size: int = 128
@@ -53,6 +56,7 @@ class TrainConfig:
     eval_batch_size: int = 250
     dtype: str = "float32"
     data_dir: str | None = None
+    image_size: tuple[int, int] | None = None  # folder: datasets: resize pictures to (H, W)
     # Start from another run's params (by path, see flaxfit.models.params.transfer) and
     # keep some arrays fixed (flaxfit.models.params.freeze); all glob patterns over paths.
     init_from: str | None = None
@@ -72,9 +76,13 @@ class TrainConfig:
             problems.append("init_only and init_strict need init_from (the run to start from)")
         if is_model_spec(self.model):
             try:
-                parse_model_spec(self.model)
+                spec = parse_model_spec(self.model)
             except ModelSpecError as error:
                 problems.append(str(error))
+            else:  # a file is recorded by its absolute path, like a dataset's
+                if spec.is_file:
+                    absolute = os.path.abspath(os.path.expanduser(spec.module))
+                    object.__setattr__(self, "model", f"{absolute}:{spec.name}")
         elif self.model not in MODELS:
             problems.append(
                 f"model {self.model!r} is unknown; choose one of: {', '.join(MODELS)}, or "
@@ -86,10 +94,29 @@ class TrainConfig:
             problems.append(f"api {self.api!r} is unknown; choose one of: {', '.join(APIS)}")
         if not isinstance(self.model_args, dict):
             problems.append(f"model_args must map option names to values, got {self.model_args!r}")
-        if self.dataset not in DATASETS:
-            problems.append(
-                f"dataset {self.dataset!r} is unknown; choose one of: {', '.join(DATASETS)}"
-            )
+        try:
+            spec = parse_dataset_spec(self.dataset)
+        except DataError as error:
+            problems.append(str(error))
+        else:
+            object.__setattr__(self, "dataset", str(spec))
+            if self.data_dir is not None and not spec.is_named:
+                problems.append(
+                    f"data_dir names a local copy of a named dataset; {spec.kind}: names its "
+                    "own path, so drop data_dir"
+                )
+            if self.image_size is not None:
+                size = self.image_size
+                if (
+                    not isinstance(size, list | tuple)
+                    or len(size) != 2
+                    or not all(type(v) is int and v > 0 for v in size)
+                ):
+                    problems.append(f"image_size must be two positive integers H W, got {size!r}")
+                elif spec.kind != "folder":
+                    problems.append("image_size resizes the pictures of a folder: dataset only")
+                else:
+                    object.__setattr__(self, "image_size", tuple(size))
         if self.dtype not in DTYPES:
             problems.append(f"dtype {self.dtype!r} is unknown; choose one of: {', '.join(DTYPES)}")
         if self.schedule not in SCHEDULES:

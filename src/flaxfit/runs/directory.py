@@ -28,7 +28,7 @@ import numpy as np
 from flax import serialization
 from flax.training.train_state import TrainState
 
-from flaxfit.data import Dataset, load_dataset
+from flaxfit.data import Dataset, load_data
 from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
 from flaxfit.models.outputs import apply_function
 from flaxfit.models.params import Lineage, check_patterns, select
@@ -427,7 +427,9 @@ def train_run(
         except ModelSpecError as error:
             raise RunError(str(error)) from None
         if dataset is None:
-            dataset = load_dataset(config.dataset, config.data_dir, verbose=verbose)
+            dataset = load_data(
+                config.dataset, config.data_dir, image_size=config.image_size, verbose=verbose
+            )
         # Raises (before anything is written) if the batch is larger than the data.
         steps = steps_per_epoch(len(dataset.train), config.batch_size)
 
