@@ -385,3 +385,32 @@ def test_the_nnx_tutorial_steps_run_unchanged_in_fit():
 def test_fit_with_an_nnx_module_but_no_optimizer_says_what_to_pass():
     with pytest.raises(TypeError, match="optimizer=nnx.Optimizer"):
         flaxfit.fit(TutorialMLP(rngs=nnx.Rngs(0)), make_digits(64), epochs=1)
+
+
+def test_a_batchnorm_run_exports_and_starts_another_with_its_statistics(tmp_path):
+    from jax import export
+
+    from flaxfit.tools.export import export_predict
+
+    path = tmp_path / "my_model.py"
+    path.write_text(textwrap.dedent(LINEN_FILE))
+    data = make_dataset(300, 50)
+    config = TrainConfig(model=f"{path}:Net", epochs=1, batch_size=50)
+    run = train_run(config, tmp_path / "a", dataset=data, verbose=False)
+    exported = export.deserialize(bytearray(
+        export_predict(run.model, run.params, batch_stats=run.batch_stats).serialize()
+    ))  # fmt: skip
+    x = data.test.images.astype(np.float32) / 255
+    expected = predict_probabilities(run.model, run.params, x, batch_stats=run.batch_stats)
+    np.testing.assert_allclose(exported.call(x), expected, rtol=1e-5, atol=1e-6)
+    # --init-from takes the running averages with the params they were measured with.
+    from flaxfit.models.params import Lineage
+    from flaxfit.runs.directory import _initial_state
+
+    child = TrainConfig(model=f"{path}:Net", init_from=str(tmp_path / "a"))
+    fresh = flaxfit.create_train_state(child.make_model(), jax.random.key(1))
+    started = _initial_state(fresh, child, None, Lineage([]), lambda _: None)
+    assert_same_tree(started.params, run.params)
+    assert_same_tree(started.batch_stats, run.batch_stats)
+    assert not np.array_equal(fresh.batch_stats["BatchNorm_0"]["var"],
+                              run.batch_stats["BatchNorm_0"]["var"])  # fmt: skip

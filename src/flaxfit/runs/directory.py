@@ -31,7 +31,7 @@ from flax.training.train_state import TrainState
 from flaxfit.data import Dataset, load_data
 from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
 from flaxfit.models.outputs import apply_function
-from flaxfit.models.params import Lineage, check_patterns, select
+from flaxfit.models.params import Lineage, check_patterns, select, transfer
 from flaxfit.models.user import (
     ModelSpecError,
     is_nnx_class,
@@ -346,6 +346,12 @@ def _initial_state(
             source_run=str(config.init_from),
         )  # fmt: skip
         log(f"init from {config.init_from}: " + report.format("\n  "))
+        if source.batch_stats is not None and getattr(state, "batch_stats", None) is not None:
+            # BatchNorm's running averages belong to the params they were measured with.
+            only = [p for p in config.init_only if select(state.batch_stats, p)]
+            if only or not config.init_only:
+                stats, _ = transfer(source.batch_stats, state.batch_stats, only=only)
+                state = state.replace(batch_stats=jax.tree.map(jnp.asarray, stats))
     elif init_params is not None:
         params, _ = lineage.transfer(init_params, params, strict=True)
     if config.freeze:
