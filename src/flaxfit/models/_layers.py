@@ -32,31 +32,52 @@ def resolve_impl(impl: Impl) -> Literal["native", "matmul"]:
     return impl
 
 
-def _conv_same_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """SAME-padded, stride-1 conv of (B, H, W, C) with (kh, kw, C, O) as one matmul over taps."""
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """XLA's (and nn.Conv's) SAME padding: ceil(size / stride) outputs, the odd pixel at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_same_matmul(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """SAME-padded conv of (B, H, W, C) with (kh, kw, C, O) as one matmul over taps."""
     kh, kw, cin, cout = kernel.shape
     _, h, w, _ = x.shape
-    # nn.Conv's SAME padding puts the extra row/column (even kernels) at the end.
-    pad_h, pad_w = kh - 1, kw - 1
-    xp = jnp.pad(
-        x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
-    )
-    # Patches (B, H, W, kh*kw, C) -> one (B*H*W, kh*kw*C) @ (kh*kw*C, O) matmul: a single
+    (top, bottom), (left, right) = _same_padding(h, kh, stride), _same_padding(w, kw, stride)
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    oh, ow = -(-h // stride), -(-w // stride)
+    # Patches (B, oh, ow, kh*kw, C) -> one (B*oh*ow, kh*kw*C) @ (kh*kw*C, O) matmul: a single
     # large GEMM is what the CPU runs fastest; the patches cost kh*kw times the input memory.
-    patches = jnp.stack([xp[:, i : i + h, j : j + w] for i in range(kh) for j in range(kw)], -2)
+    span_h, span_w = (oh - 1) * stride + 1, (ow - 1) * stride + 1
+    patches = jnp.stack(
+        [xp[:, i : i + span_h : stride, j : j + span_w : stride] for i in range(kh)
+         for j in range(kw)], -2,
+    )  # fmt: skip
     # A 2-D operand: XLA:CPU ran the same product as a 4-D dot_general 2x slower.
     y = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
-    return y.reshape(*x.shape[:3], cout)
+    return y.reshape(x.shape[0], oh, ow, cout)
+
+
+def conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: Impl = "auto") -> jax.Array:
+    """SAME-padded conv of (B, H, W, C) with (kh, kw, C, O), `stride` in both directions:
+    the native convolution or the matmul form, as `impl` resolves."""
+    if resolve_impl(impl) == "native":
+        return jax.lax.conv_general_dilated(
+            x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+    return _conv_same_matmul(x, kernel, stride)
 
 
 class Conv(nn.Module):
-    """2-D convolution, SAME padding, stride 1; params `kernel` (kh, kw, C, O) and `bias` (O,).
+    """2-D convolution, SAME padding; params `kernel` (kh, kw, C, O) and `bias` (O,).
 
-    Same parameters and outputs as `nn.Conv(features, kernel_size)`.
+    Same parameters and outputs as `nn.Conv(features, kernel_size, strides, use_bias=...)`.
     """
 
     features: int
     kernel_size: Sequence[int]
+    strides: int = 1
+    use_bias: bool = True
     impl: Impl = "auto"
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
@@ -65,15 +86,10 @@ class Conv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
-        bias = self.param("bias", self.bias_init, (self.features,))
-        kernel, bias = kernel.astype(x.dtype), bias.astype(x.dtype)
-        if resolve_impl(self.impl) == "native":
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-        else:
-            y = _conv_same_matmul(x, kernel)
-        return y + bias
+        y = conv(x, kernel.astype(x.dtype), self.strides, self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
+        return y
 
 
 def relu_max_pool_2x2(x: jax.Array, impl: Impl = "auto") -> jax.Array:

@@ -77,7 +77,8 @@ def create_train_state(
             examples (`train=` / BatchNorm / Dropout included). Or an
             `nnx.Module` built eagerly with `nnx.Rngs`: its weights are taken
             as they are and `state.apply_fn` calls it as Linen's apply would.
-        rng: a PRNG key, e.g. `jax.random.key(0)`; needed for Linen modules.
+        rng: a PRNG key, e.g. `jax.random.key(0)`; needed for Linen modules (an NNX
+            module is initialised already: `create_train_state(module, tx)` works too).
         optimizer: any optax transformation.
         input_shape: shape of a dummy batch used to infer parameter shapes, e.g.
             `(1, *data.train.images.shape[1:])`; default (1, 28, 28), MNIST's.
@@ -88,6 +89,10 @@ def create_train_state(
         `params` is a plain nested dict you can read, rewrite and reuse.
     """
     if isinstance(model, nnx.Module):
+        # Its weights exist already (from its nnx.Rngs): a key is not needed, and an
+        # optimizer in the key's place is what `create_train_state(module, tx)` means.
+        if isinstance(rng, optax.GradientTransformation):
+            optimizer = rng
         apply_fn, params, batch_stats = split_module(model)
         return TrainState.create(apply_fn=apply_fn, params=params, tx=optimizer,
                                  batch_stats=batch_stats, rng=jax.random.PRNGKey(0))  # fmt: skip
