@@ -13,6 +13,7 @@ from flaxfit.models import (
     SoftmaxRegression,
     create_model,
 )
+from flaxfit.models.resnet import ResNet8, ResNet20
 
 
 class DeckSingleLayerCNN(nn.Module):
@@ -63,7 +64,7 @@ def test_single_layer_cnn_has_the_decks_param_tree():
     jax.tree.map(np.testing.assert_array_equal, params, deck)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ["softmax", "cnn1", "cnn2", "mlp"])  # the digit models
 def test_every_input_layout_gives_the_same_probabilities(name):
     model = create_model(name)
     params = init_params(model)
@@ -127,8 +128,10 @@ def test_registry_names_and_unknown_model():
         "cnn1": SingleLayerCNN,
         "cnn2": DoubleLayerCNN,
         "mlp": MLP,
+        "resnet8": ResNet8,
+        "resnet20": ResNet20,
     } == MODELS
-    with pytest.raises(ValueError, match="unknown model 'resnet'.*softmax, cnn1, cnn2, mlp"):
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn2, mlp, resnet8, resnet20"):
         create_model("resnet")
 
 

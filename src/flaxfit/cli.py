@@ -106,6 +106,8 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
              "archive or .bin files")  # fmt: skip
     add("--image-size", type=_positive_int, nargs=2, metavar=("H", "W"),
         help="folder: resize every picture to H x W")  # fmt: skip
+    add("--augment", action="store_true",
+        help="random shifts (digits) or crop + flip (colour pictures), on the device")
     add("--epochs", type=_positive_int, default=defaults.epochs)
     add("--batch-size", type=_positive_int, default=defaults.batch_size)
     add("--lr", type=_positive_float, default=defaults.lr, help="(peak) learning rate")
@@ -601,7 +603,8 @@ def _read_config_file(path: Path) -> dict:
         raise ValueError(f"{path}: {error}") from None
     values = config.to_dict()
     values["data_dir"] = Path(values["data_dir"]) if values["data_dir"] else None
-    values.pop("model_sha256")  # taken afresh from the source when the run starts
+    for fact in ("model_sha256", "image_shape", "class_names"):  # taken afresh at the start
+        values.pop(fact)
     values["model_args"] = [f"{k}={json.dumps(v)}" for k, v in values["model_args"].items()]
     for name in ("init_only", "freeze"):  # flags given append to the file's patterns
         values[name] = list(values[name])

@@ -1,6 +1,6 @@
 """The deck's models for 28x28 grayscale digits, in flax.linen.
 
-Every model takes (N, 784), (N, 28, 28) or (N, 28, 28, 1) pixels in [0, 1] and
+Every model takes (N, H, W) or (N, H, W, C) pixels in [0, 1] (MNIST's (N, 784) too) and
 `__call__(x, get_logits=False)`: softmax probabilities by default, logits when
 `get_logits=True` (what the loss needs), exactly as on slide 13.
 
@@ -25,8 +25,13 @@ IMAGE_SIDE = 28
 
 
 def _as_images(x: jax.Array, dtype: Any) -> jax.Array:
-    """(N, 784) | (N, 28, 28) | (N, 28, 28, 1) -> (N, 28, 28, 1) in the compute dtype."""
-    return x.reshape([-1, IMAGE_SIDE, IMAGE_SIDE, 1]).astype(dtype)
+    """(N, H, W) | (N, H, W, C) -> (N, H, W, C) in the compute dtype; (N, 784) is MNIST's
+    (N, 28, 28, 1), as on slide 13."""
+    if x.ndim == 2:
+        x = x.reshape([-1, IMAGE_SIDE, IMAGE_SIDE, 1])
+    elif x.ndim == 3:
+        x = x[..., None]
+    return x.astype(dtype)
 
 
 def _finish(logits: jax.Array, get_logits: bool) -> jax.Array:

@@ -30,6 +30,12 @@ from flaxfit.models._layers import Impl, _conv_same_matmul, relu_max_pool_2x2, r
 MNIST_SHAPE = (28, 28, 1)
 
 
+def _hwc(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(H, W) or (H, W, C) -> (H, W, C): grayscale pictures have one channel."""
+    shape = tuple(int(d) for d in input_shape)
+    return shape if len(shape) == 3 else (*shape, 1)
+
+
 def _as_images(x: jax.Array, shape: Sequence[int], dtype: Any) -> jax.Array:
     return x.reshape([-1, *shape]).astype(dtype)
 
@@ -90,7 +96,7 @@ class SingleLayerCNN(nnx.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, impl: Impl = "auto",
                  dtype: Any = jnp.float32, *, input_shape: Sequence[int] = MNIST_SHAPE,
                  rngs: nnx.Rngs):  # fmt: skip
-        h, w, c = input_shape
+        h, w, c = input_shape = _hwc(input_shape)
         self.Conv_0 = Conv(c, 16, (5, 5), impl, rngs=rngs)
         self.Dense_0 = _dense((h // 2) * (w // 2) * 16, 1024, dtype, rngs)
         self.Dense_1 = _dense(1024, num_classes, dtype, rngs)
@@ -110,7 +116,7 @@ class DoubleLayerCNN(nnx.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, impl: Impl = "auto",
                  dtype: Any = jnp.float32, *, input_shape: Sequence[int] = MNIST_SHAPE,
                  rngs: nnx.Rngs):  # fmt: skip
-        h, w, c = input_shape
+        h, w, c = input_shape = _hwc(input_shape)
         self.Conv_0 = Conv(c, 32, (5, 5), impl, rngs=rngs)
         self.Conv_1 = Conv(32, 64, (5, 5), impl, rngs=rngs)
         self.Dense_0 = _dense((h // 4) * (w // 4) * 64, 1024, dtype, rngs)

@@ -57,6 +57,13 @@ class TrainConfig:
     dtype: str = "float32"
     data_dir: str | None = None
     image_size: tuple[int, int] | None = None  # folder: datasets: resize pictures to (H, W)
+    # Random shifts (digits) or crop + flip (colour pictures), on the device, keyed by
+    # (seed, epoch, step): see flaxfit.training.augment.
+    augment: bool = False
+    # What the data turned out to be, recorded when the run starts (not flags): one
+    # image's shape and the class names. Older runs lack them: MNIST's then.
+    image_shape: tuple[int, ...] | None = None
+    class_names: tuple[str, ...] | None = None
     # Start from another run's params (by path, see flaxfit.models.params.transfer) and
     # keep some arrays fixed (flaxfit.models.params.freeze); all glob patterns over paths.
     init_from: str | None = None
@@ -66,6 +73,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("image_shape", "class_names"):  # JSON gives lists
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("init_only", "freeze"):  # JSON gives lists; keep them hashable and equal
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
@@ -180,12 +190,37 @@ class TrainConfig:
         if self.user_model:
             cls = load_class(parse_model_spec(self.model), refuse_under=refuse_under)
             return build_model(cls, self.model_args, seed=self.seed, label=self.model)
-        return create_model(self.model, api=self.api, seed=self.seed, dtype=jnp.dtype(self.dtype))
+        return create_model(self.model, api=self.api, seed=self.seed, dtype=jnp.dtype(self.dtype),
+                            num_classes=self.num_classes, input_shape=self.input_shape)  # fmt: skip
+
+    #: The facts `record_data` fills in; a config without them matches one with them.
+    DATA_FACTS = ("image_shape", "class_names")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One image's shape: the data's as recorded, else MNIST's (28, 28)."""
+        return self.image_shape or (28, 28)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 10
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The class names (MNIST's digits for runs that did not record any)."""
+        return self.class_names or tuple(str(d) for d in range(10))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values: the pattern tuples become lists, as they read back."""
         values = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    def record_data(
+        self, image_shape: tuple[int, ...], class_names: tuple[str, ...]
+    ) -> TrainConfig:
+        """This config with the data's facts recorded (see `DATA_FACTS`)."""
+        return dataclasses.replace(self, image_shape=tuple(int(d) for d in image_shape),
+                                   class_names=tuple(class_names))  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

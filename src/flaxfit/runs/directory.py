@@ -28,7 +28,7 @@ import numpy as np
 from flax import serialization
 from flax.training.train_state import TrainState
 
-from flaxfit.data import Dataset, load_data
+from flaxfit.data import Dataset, format_bytes, load_data, memory_line
 from flaxfit.files import SUMS_FILE, IntegrityError, read_recorded, read_sums, write_recorded
 from flaxfit.models.outputs import apply_function
 from flaxfit.models.params import Lineage, check_patterns, select, transfer
@@ -56,6 +56,7 @@ from flaxfit.runs.distributed import is_main_process
 from flaxfit.runs.lock import LOCK_FILE, RunLock
 from flaxfit.runs.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from flaxfit.runs.optim import make_optimizer
+from flaxfit.training.augment import recipe_for
 from flaxfit.training.callbacks import (
     HISTORY_FILE,
     METRICS_FILE,
@@ -237,9 +238,64 @@ def _recorded(directory: Path) -> set[str]:
 
 
 def config_differences(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
-    """'field: saved -> wanted' for every field that differs."""
+    """'field: saved -> wanted' for every field that differs (the data's facts only
+    where `wanted` has them: flags do not)."""
     old, new = saved.to_dict(), wanted.to_dict()
-    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in old if old[key] != new[key]]
+    return [
+        f"{key}: {old[key]!r} -> {new[key]!r}"
+        for key in old
+        if old[key] != new[key] and not (key in TrainConfig.DATA_FACTS and new[key] is None)
+    ]
+
+
+def device_memory_available() -> int | None:
+    """Bytes free on the first device (its allocator's limit less what is in use), or, on a
+    CPU, the machine's available physical memory; None where neither can be read."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # not every backend reports memory
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(split: Any) -> None:
+    """Fail in one line, before anything is copied, if the training set cannot fit on a device.
+
+    Raises:
+        RunError: naming the size needed and the memory free.
+    """
+    available = device_memory_available()
+    if available is not None and split.nbytes > available:
+        raise RunError(
+            f"the training set needs {format_bytes(split.nbytes)} on each device but only "
+            f"{format_bytes(available)} is free; use a smaller --image-size or fewer pictures"
+        )
+
+
+def _make_model(config: TrainConfig) -> Any:
+    try:
+        return config.make_model()
+    except ModelSpecError as error:
+        raise RunError(str(error)) from None
+
+
+def _record_data(config: TrainConfig, dataset: Dataset, resumed: Path | None) -> TrainConfig:
+    """`config` with the data's image shape and class names; a resumed run's must match."""
+    config = config.record_data(dataset.image_shape, dataset.class_names)
+    if resumed is not None:
+        saved = TrainConfig.from_dict(_read_json(resumed / CONFIG_FILE))
+        differences = config_differences(saved, config)
+        if differences and saved.image_shape is not None:
+            raise RunError(
+                f"{resumed}: the data is not what the run started with ({'; '.join(differences)});"
+                " pass the same data to continue it, or --fresh to start over"
+            )
+    return config
 
 
 def check_run_dir(directory: Path, config: TrainConfig, *, fresh: bool) -> bool:
@@ -428,20 +484,22 @@ def train_run(
         if lock is not None:  # it will train: say who does, for a second trainer's message
             lock.announce()
         _check_init_flags(config, resume)
-        try:  # before the data: a bad model option fails at once
-            model = config.make_model()
-        except ModelSpecError as error:
-            raise RunError(str(error)) from None
+        if config.user_model:  # before the data: a bad model option fails at once
+            _make_model(config)
         if dataset is None:
             dataset = load_data(
                 config.dataset, config.data_dir, image_size=config.image_size, verbose=verbose
             )
+        config = _record_data(config, dataset, directory if resume else None)
         # Raises (before anything is written) if the batch is larger than the data.
         steps = steps_per_epoch(len(dataset.train), config.batch_size)
+        log(memory_line(dataset.train, devices=jax.device_count()))
+        check_fits_in_memory(dataset.train)
 
         state = create_train_state(
-            model, jax.random.key(config.seed), make_optimizer(config, steps)
-        )
+            _make_model(config), jax.random.key(config.seed), make_optimizer(config, steps),
+            input_shape=(1, *config.input_shape),
+        )  # fmt: skip
         history, start = History(), None
         checkpoints = directory / CHECKPOINTS_DIR
         lineage = Lineage(list(lineage.records) if lineage is not None else [])
@@ -501,7 +559,8 @@ def train_run(
                 steps_per_dispatch=config.steps_per_dispatch,
                 eval_batch_size=config.eval_batch_size,
                 callbacks=run_callbacks, history=history, start=start, train_step=train_step,
-                verbose=verbose, should_stop=should_stop,
+                verbose=verbose, should_stop=should_stop, num_classes=config.num_classes,
+                augment=recipe_for(config.input_shape) if config.augment else None,
             )  # fmt: skip
             finished = stop_after_epoch is None or len(history) >= config.epochs
             if finished and config.early_stop_patience:
@@ -543,7 +602,9 @@ def _state_template(config: TrainConfig, directory: Path | None = None) -> Train
     except ModelSpecError as error:
         raise RunError(f"{directory or 'run'}: {error}") from None
     tx = make_optimizer(config, 1000)
-    return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), tx))
+    shape = (1, *config.input_shape)
+    return jax.eval_shape(lambda: create_train_state(model, jax.random.key(0), tx,
+                                                     input_shape=shape))  # fmt: skip
 
 
 def check_run(directory: str | os.PathLike) -> list[CheckedFile]:

@@ -136,6 +136,8 @@ def train_step_hash(
     batch_size: int,
     *,
     train_step: Callable[..., Any] = _train.train_step,
+    image_shape: tuple[int, ...] = IMAGE_SHAPE,
+    num_classes: int = NUM_CLASSES,
 ) -> str:
     """sha256 of `train_step` lowered to StableHLO for `state` and a batch, without debug info.
 
@@ -147,15 +149,16 @@ def train_step_hash(
     Args:
         state: the TrainState to lower for; only its shapes, dtypes and static fields
             count, so `jax.eval_shape` of one gives the same hash.
-        batch_size: rows per batch; the step is lowered for (batch_size, 28, 28) float32
-            inputs and (batch_size, 10) float32 one-hot labels.
+        batch_size: rows per batch; the step is lowered for (batch_size, *image_shape)
+            float32 inputs and (batch_size, num_classes) float32 one-hot labels
+            (MNIST's by default).
         train_step: the step that trains, `flaxfit.training.step.train_step` unless replaced.
 
     Returns:
         64 hex digits.
     """
-    inputs = jax.ShapeDtypeStruct((batch_size, *IMAGE_SHAPE), jnp.float32)
-    labels = jax.ShapeDtypeStruct((batch_size, NUM_CLASSES), jnp.float32)
+    inputs = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
+    labels = jax.ShapeDtypeStruct((batch_size, num_classes), jnp.float32)
     # Lowering reads only the state's shapes and dtypes: nothing is compiled, run or copied.
     lowered = jax.jit(train_step).lower(state, inputs, labels)
     text = lowered.as_text(dialect="stablehlo", debug_info=False)
@@ -190,7 +193,10 @@ def build_manifest(
     return {
         "manifest_version": MANIFEST_VERSION,
         "flaxfit": flaxfit.__version__,
-        "train_step_hash": train_step_hash(state, config.batch_size, train_step=train_step),
+        "train_step_hash": train_step_hash(
+            state, config.batch_size, train_step=train_step, image_shape=config.input_shape,
+            num_classes=config.num_classes,
+        ),  # fmt: skip
         "python": platform.python_version(),
         "packages": package_versions(),
         "platform": {"system": platform.system(), "machine": platform.machine()},

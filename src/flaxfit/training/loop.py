@@ -27,6 +27,8 @@ from jax.sharding import Mesh
 
 from flaxfit.models import NUM_CLASSES
 from flaxfit.models.outputs import forward
+from flaxfit.training.augment import Recipe
+from flaxfit.training.augment import apply as augment_images
 from flaxfit.training.callbacks import ProgressBar, call_hooks
 from flaxfit.training.compile_watch import watch_compiles
 from flaxfit.training.history import History
@@ -140,7 +142,7 @@ def step_metrics(out: Any) -> dict[str, jax.Array]:
 
 @partial(
     jax.jit,
-    static_argnames=("num_steps", "batch_size", "train_step", "num_classes", "mesh"),
+    static_argnames=("num_steps", "batch_size", "train_step", "num_classes", "mesh", "augment"),
     donate_argnames=("state",),
 )
 def run_steps(
@@ -157,11 +159,13 @@ def run_steps(
     train_step: TrainStep = train_step,
     num_classes: int | None = NUM_CLASSES,
     mesh: Mesh | None = None,
+    augment: Recipe | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Run steps `first_step .. first_step + num_steps - 1` of an epoch in one compiled scan.
 
-    Step s trains on the examples `order[s * batch_size : (s + 1) * batch_size]`;
-    a state with an `rng` gets `step_key(seed, epoch, s)` before it.
+    Step s trains on the examples `order[s * batch_size : (s + 1) * batch_size]`,
+    augmented by `augment` (see `flaxfit.training.augment`) with a key from
+    `step_key(seed, epoch, s)`; a state with an `rng` gets that key itself before it.
 
     Returns the new state and the steps' metrics, each (num_steps,): those the
     step returns, or "loss" and, for classifiers (`num_classes` given), "correct":
@@ -173,9 +177,11 @@ def run_steps(
     def one_step(state: TrainState, step_and_batch: tuple[jax.Array, jax.Array]):
         step, batch = step_and_batch
         inputs, targets = to_model_inputs(images[batch], labels[batch], num_classes)
+        key = step_key(seed, epoch, step)
+        inputs = augment_images(augment, jax.random.fold_in(key, 1), inputs)
         inputs, targets = split_batch(inputs, mesh), split_batch(targets, mesh)
         if getattr(state, "rng", None) is not None:
-            state = state.replace(rng=step_key(seed, epoch, step))
+            state = state.replace(rng=key)
         old = state
         state, out = train_step(state, inputs, targets)
         metrics = step_metrics(out)
@@ -240,6 +246,7 @@ def run_epoch(
     on_steps: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     mesh: Mesh | None = None,
+    augment: Recipe | None = None,
 ) -> tuple[TrainState, EpochProgress]:
     """Continue `progress.epoch` from `progress.steps_done` until it ends or `should_stop()`.
 
@@ -277,7 +284,7 @@ def run_epoch(
         state, chunk_metrics = run_steps(
             state, images, labels, order, done, seed, progress.epoch,
             num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
-            mesh=mesh,
+            mesh=mesh, augment=augment,
         )  # fmt: skip
         pending.append((done, chunk_metrics))
         done += size
@@ -488,6 +495,7 @@ def fit(
     mesh: Mesh | None = None,
     optimizer: Any = None,
     metrics: Any = None,
+    augment: Recipe | None = None,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
 
@@ -515,6 +523,9 @@ def fit(
             checkpoint's `EpochProgress`), appending to its `history`.
         mesh: devices to split every batch over (data parallel); default: a
             "data" mesh of all devices. batch_size must divide by its size.
+        augment: "shift" (digits) or "crop_flip" (colour pictures): augment every
+            training batch on the device, keyed by (seed, epoch, step); see
+            `flaxfit.training.augment.recipe_for`. Evaluation is never augmented.
         should_stop: polled after every chunk; when it returns True, fit calls
             `on_interrupt(state, progress, history)` on the callbacks (a
             checkpointer saves there) and raises `TrainingInterrupted`.
@@ -561,7 +572,7 @@ def fit(
     history = History() if history is None else history
     epoch_kwargs = dict(
         batch_size=batch_size, seed=seed, train_step=train_step,
-        steps_per_dispatch=steps_per_dispatch, num_classes=classes, mesh=mesh,
+        steps_per_dispatch=steps_per_dispatch, num_classes=classes, mesh=mesh, augment=augment,
     )  # fmt: skip
     eval_kwargs = dict(
         batch_size=eval_batch_size, eval_step=eval_step, num_classes=classes, mesh=mesh
@@ -638,7 +649,7 @@ def _precompile(state, images, labels, test_arrays, steps_total, epoch_kwargs, e
             state, images, labels, order, 0, epoch_kwargs["seed"], 1,
             num_steps=size, batch_size=batch_size,
             train_step=epoch_kwargs["train_step"], num_classes=epoch_kwargs["num_classes"],
-            mesh=epoch_kwargs["mesh"],
+            mesh=epoch_kwargs["mesh"], augment=epoch_kwargs["augment"],
         ).compile()  # fmt: skip
     if test_arrays is not None:
         test_images, test_labels = test_arrays
