@@ -8,6 +8,7 @@ their native op.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 
@@ -24,7 +25,14 @@ from jax import lax
 import flaxfit
 from flaxfit.models.outputs import takes_get_logits
 from flaxfit.training import deck
-from flaxfit.training.fast_ops import FastApply, fast_apply, fast_module, rewrite
+from flaxfit.training.fast_ops import (
+    FastApply,
+    conv_matmul,
+    eval_rewritten,
+    fast_apply,
+    fast_module,
+    rewrite,
+)
 from helpers import make_digits
 
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -37,18 +45,63 @@ def _highest_precision():
         yield
 
 
-def primitives(fn, *args) -> set[str]:
-    """Names of every primitive in `fn`'s jaxpr, nested jaxprs included."""
-    names: set[str] = set()
+def primitives(fn, *args, grad: bool = False) -> collections.Counter:
+    """How often each primitive occurs in `fn`'s jaxpr (nested ones included), or, with
+    `grad`, in that of its value and gradient w.r.t. every float input."""
+    counts: collections.Counter = collections.Counter()
 
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
-            names.add(eqn.primitive.name)
+            counts[eqn.primitive.name] += 1
             for sub in jax.extend.core.jaxprs_in_params(eqn.params):
                 walk(sub)
 
-    walk(jax.make_jaxpr(fn)(*args).jaxpr)
-    return names
+    walk(jax.make_jaxpr(value_and_grad(fn) if grad else fn)(*args).jaxpr)
+    return counts
+
+
+def value_and_grad(fn):
+    """The sum of `fn`'s float outputs and its gradient w.r.t. its float inputs."""
+
+    def run(*args):
+        leaves, treedef = jax.tree.flatten(args)
+        floats = [i for i, x in enumerate(leaves) if jnp.issubdtype(x.dtype, jnp.floating)]
+
+        def total(values):
+            full = list(leaves)
+            for i, value in zip(floats, values, strict=True):
+                full[i] = value
+            out = jax.tree.leaves(fn(*jax.tree.unflatten(treedef, full)))
+            return sum(x.sum() for x in out if jnp.issubdtype(x.dtype, jnp.floating))
+
+        return jax.value_and_grad(total)([leaves[i] for i in floats])
+
+    return run
+
+
+def derivative_convs(fn, *args) -> int:
+    """Convolutions that differentiating `fn` adds: 0 once the rewrite applies.
+
+    The rewrite keeps each conv's value native (it is fast, also in a scan) and makes
+    its derivatives matmuls; natively they are convs XLA:CPU runs slowly in a scan.
+    """
+    name = "conv_general_dilated"
+    return primitives(fn, *args, grad=True)[name] - primitives(fn, *args)[name]
+
+
+def matmul_form(fn):
+    """`fn` with every conv the rewrite covers computed by `conv_matmul`, value included."""
+
+    def rule(eqn, invals):
+        return conv_matmul(*invals, **eqn.params)
+
+    def run(*args):
+        closed = jax.make_jaxpr(fn)(*args)
+        rules = {"conv_general_dilated": rule}
+        (out,) = eval_rewritten(closed.jaxpr, closed.consts, jax.tree.leaves(args), rules)
+        return out
+
+    return run
 
 
 def numeric(x):
@@ -148,12 +201,13 @@ def test_the_decks_slide_13_model_is_rewritten_and_unchanged():
     assert_same_function(original, rewritten, params, x)
     probabilities = [jax.jit(f)({"params": params}, x) for f in (fast, model.apply)]
     assert_trees_close(*probabilities)  # without get_logits: the softmax
-    names = primitives(rewritten, params, x)
-    # If the rewrite silently stopped applying, these would be back.
-    assert "reduce_window_max" not in names and "select_and_scatter_add" not in names
-    if ON_CPU:
-        assert "conv_general_dilated" not in names
-    assert "conv_general_dilated" in primitives(original, params, x)  # the test sees convs
+    # If the rewrite silently stopped applying, these would be back: the pool and its
+    # gradient (select_and_scatter_add), and on CPU the conv's derivatives as convs.
+    names = primitives(rewritten, params, x, grad=True)
+    assert not {"reduce_window_max", "select_and_scatter_add"} & set(names)
+    assert derivative_convs(rewritten, params, x) == (0 if ON_CPU else 2)
+    assert derivative_convs(original, params, x) == 2  # kernel's and input's gradients
+    assert primitives(original, params, x, grad=True)["select_and_scatter_add"] == 1
 
 
 def test_the_flax_examples_cnn_is_rewritten_and_unchanged():
@@ -164,9 +218,11 @@ def test_the_flax_examples_cnn_is_rewritten_and_unchanged():
     assert_same_function(
         lambda p, x: model.apply({"params": p}, x), lambda p, x: fast({"params": p}, x), params, x
     )
-    names = primitives(lambda p, x: fast({"params": p}, x), params, x)
-    assert "reduce_window_sum" not in names
-    assert ("conv_general_dilated" in names) != ON_CPU
+    rewritten = lambda p, x: fast({"params": p}, x)  # noqa: E731
+    assert not any(
+        n.startswith("reduce_window") for n in primitives(rewritten, params, x, grad=True)
+    )
+    assert (derivative_convs(rewritten, params, x) == 0) == ON_CPU
 
 
 class TrainModeCNN(nn.Module):
@@ -269,7 +325,10 @@ def test_convs_are_rewritten_and_unchanged(case):
 
     fast = rewrite(conv, conv=True)
     assert_same_function(conv, fast, x, kernel)
-    assert "conv_general_dilated" not in primitives(fast, x, kernel)
+    assert derivative_convs(fast, x, kernel) == 0
+    assert derivative_convs(conv, x, kernel) == 2
+    # The matmul form the derivatives use computes the conv's value too.
+    assert_same_function(conv, matmul_form(conv), x, kernel)
 
 
 def test_negative_padding_crops():
@@ -280,8 +339,9 @@ def test_negative_padding_crops():
 
     fast = rewrite(lambda x, k: nhwc_conv(x, k, padding=((-1, 1), (0, -2))), conv=True)
     # Against the crop done by hand: XLA:CPU's own conv returns garbage (values ~1e25) for
-    # negative padding in jax 0.10.2.
+    # negative padding in jax 0.10.2, so the rewrite computes its value as a matmul too.
     assert_same_function(cropped_first, fast, x, kernel)
+    assert primitives(fast, x, kernel, grad=True)["conv_general_dilated"] == 0
 
 
 def test_nchw_and_1d_and_3d_layouts_are_rewritten_and_unchanged():
@@ -310,26 +370,30 @@ def test_nchw_and_1d_and_3d_layouts_are_rewritten_and_unchanged():
     for fn, x, kernel in cases:
         fast = rewrite(fn, conv=True)
         assert_same_function(fn, fast, x, kernel)
-        assert "conv_general_dilated" not in primitives(fast, x, kernel)  # jnp's inner jit too
+        assert_same_function(fn, matmul_form(fn), x, kernel)
+        assert derivative_convs(fast, x, kernel) == 0  # jnp.convolve's, inside its jit, too
 
 
 def test_a_bfloat16_conv_keeps_its_dtypes():
     x, kernel = images((2, 6, 6, 3)).astype(jnp.bfloat16), images((3, 3, 3, 4), seed=2)
-
-    def conv(x, kernel, preferred=None):
-        return lax.conv_general_dilated(
-            x, kernel.astype(x.dtype), (1, 1), "SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=preferred,
-        )  # fmt: skip
+    rough = dict(rtol=2e-2, atol=5e-2)  # bfloat16 has 8 bits of mantissa
 
     for preferred in (None, jnp.float32):
-        fast = rewrite(lambda x, k, p=preferred: conv(x, k, p), conv=True)
-        expected = conv(x, kernel, preferred)
-        actual = fast(x, kernel)
-        assert actual.dtype == expected.dtype
-        np.testing.assert_allclose(
-            np.asarray(actual, np.float32), np.asarray(expected, np.float32), rtol=2e-2, atol=5e-2
-        )
+
+        def conv(x, kernel, preferred=preferred):
+            return nhwc_conv(x, kernel.astype(x.dtype), preferred_element_type=preferred)
+
+        def loss(fn):
+            return jax.jit(jax.grad(lambda x, k: (fn(x, k).astype(jnp.float32) ** 2).sum(), (0, 1)))
+
+        expected = conv(x, kernel)
+        for fn in (matmul_form(conv), rewrite(conv, conv=True)):
+            assert fn(x, kernel).dtype == expected.dtype == (preferred or jnp.bfloat16)
+            np.testing.assert_allclose(*(np.float32(y) for y in (fn(x, kernel), expected)), **rough)
+        grads, expected_grads = loss(rewrite(conv, conv=True))(x, kernel), loss(conv)(x, kernel)
+        for g, e in zip(grads, expected_grads, strict=True):
+            assert g.dtype == e.dtype
+            np.testing.assert_allclose(np.float32(g), np.float32(e), **rough)
 
 
 @pytest.mark.parametrize(
@@ -350,7 +414,7 @@ def test_grouped_and_dilated_convs_are_left_native(params):
         return nhwc_conv(x, kernel, **{"padding": "SAME", **params})
 
     fast = rewrite(conv, conv=True)
-    assert "conv_general_dilated" in primitives(fast, x, kernel)
+    assert derivative_convs(fast, x, kernel) == derivative_convs(conv, x, kernel) == 2
     assert_same_function(conv, fast, x, kernel)
 
 
@@ -360,9 +424,9 @@ def test_the_conv_rewrite_follows_the_backend_and_can_be_turned_off():
     def conv(x, kernel):
         return nhwc_conv(x, kernel)
 
-    default = "conv_general_dilated" in primitives(rewrite(conv), x, kernel)
-    assert default == (not ON_CPU)  # native conv on GPU/TPU, as flaxfit's own Conv
-    assert "conv_general_dilated" in primitives(rewrite(conv, conv=False), x, kernel)
+    # Native derivatives on GPU/TPU, as flaxfit's own Conv.
+    assert (derivative_convs(rewrite(conv), x, kernel) == 0) == ON_CPU
+    assert derivative_convs(rewrite(conv, conv=False), x, kernel) == 2
 
 
 def test_convs_inside_remat_are_rewritten_under_remat():
@@ -374,10 +438,10 @@ def test_convs_inside_remat_are_rewritten_under_remat():
 
     fast = rewrite(conv, conv=True)
     assert_same_function(conv, fast, x, kernel)
-    names = primitives(fast, x, kernel)
-    assert "conv_general_dilated" not in names and any(
-        "remat" in n or "checkpoint" in n for n in names
-    )
+    # Differentiating recomputes the value (what remat is for): that conv alone stays.
+    assert derivative_convs(fast, x, kernel) == 1
+    assert derivative_convs(conv, x, kernel) == 3
+    assert any("remat" in name or "checkpoint" in name for name in primitives(fast, x, kernel))
 
 
 # --- pools -------------------------------------------------------------------------------------
@@ -495,10 +559,12 @@ def test_fast_module_gives_the_same_outputs_and_gradients_without_native_ops():
     with fast_module(model):
         fast, _, _ = split_forward(model)  # its graphdef now names the fast class
     assert_same_function(original, fast, params, x, rest, argnums=(0, 1))
-    names = primitives(fast, params, x, rest)
+    names = primitives(fast, params, x, rest, grad=True)
     assert not any(name.startswith("reduce_window") for name in names)
-    assert ("conv_general_dilated" in names) != ON_CPU
-    assert "reduce_window_max" in primitives(original, params, x, rest)
+    assert "select_and_scatter_add" not in names
+    assert (derivative_convs(fast, params, x, rest) == 0) == ON_CPU
+    assert derivative_convs(original, params, x, rest) == 4  # 2 kernels, 2 inputs
+    assert primitives(original, params, x, rest)["reduce_window_max"] == 1
 
 
 def test_fast_module_runs_inside_lax_scan():
