@@ -39,7 +39,7 @@ from flaxfit.training.fast_ops import fast_apply, fast_module
 from flaxfit.training.loop import epoch_order, steps_per_epoch
 
 #: (model, loop) rows too slow to run on every image: timed on --slow-size images, scaled.
-SLOW = {("examples", "fit")}
+SLOW = {("examples", "fit"), ("nnx", "fit")}
 #: Flip once main has `create_train_state(nnx_module, optimizer=tx)` (see `fit_nnx`).
 NNX_IN_FIT = False
 
@@ -207,9 +207,9 @@ def run_nnx(loop: str, train, test, args):
     model = TutorialCNN(rngs=nnx.Rngs(args.seed))
     common = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     tx = optax.adam(1e-3)
+    # The tutorial's CNN takes NHWC images; its loop int32 labels.
+    train, test = [(x[..., None], y.astype(np.int32)) for x, y in (train, test)]
     if loop in ("plain", "plain-fast"):
-        # The tutorial's batches: NHWC float images, int32 labels.
-        train, test = [(x[..., None], y.astype(np.int32)) for x, y in (train, test)]
         with fast_module(model) if loop == "plain-fast" else contextlib.nullcontext():
             history = tutorial_fit(model, train, tx=tx, **common)
             return history, tutorial_accuracy(model, test)
