@@ -28,8 +28,15 @@ def takes_get_logits(model_or_apply: nn.Module | Callable[..., Any]) -> bool:
     return "get_logits" in _call_parameters(model_or_apply)
 
 
+def _unwrapped(model_or_apply: Any) -> Any:
+    """What a wrapper keeping `__wrapped__` wraps (training.fast_ops.fast_apply,
+    functools.wraps), down to the bound `apply` whose module names the arguments."""
+    return inspect.unwrap(model_or_apply, stop=inspect.ismethod)
+
+
 def _call_parameters(model_or_apply: Any) -> tuple[str, ...]:
     """The argument names of the model's `__call__` (Linen module, its apply, or NnxApply)."""
+    model_or_apply = _unwrapped(model_or_apply)
     module = model_or_apply if isinstance(model_or_apply, nn.Module) else None
     if module is None and isinstance(getattr(model_or_apply, "__self__", None), nn.Module):
         module = model_or_apply.__self__
@@ -53,7 +60,7 @@ MODE_ARGUMENTS = {"train": True, "training": True, "is_training": True, "determi
 def mode_keywords(apply_fn: Callable[..., Any], train: bool) -> dict[str, bool]:
     """The keyword telling the model whether it trains: `train=`/`training=`/`deterministic=`
     when its `__call__` takes one (NnxApply always takes `train=`), else nothing."""
-    if hasattr(apply_fn, "module_type"):
+    if hasattr(_unwrapped(apply_fn), "module_type"):
         return {"train": train}
     names = _call_parameters(apply_fn)
     for name, training_value in MODE_ARGUMENTS.items():

@@ -1,6 +1,7 @@
 """The deck's code as printed on slides 13-14, and its plain training loop.
 
 This module is the reference flaxfit is measured against and checked against:
+`SingleLayerCNN` is slide 13's model with stock `nn.Conv` / `nn.max_pool`,
 `loss_fn` and `train_step` are copied verbatim from slide 14 (each under
 `@jax.jit`), and `fit` is the loop a notebook writes first: a Python loop
 over host numpy batches that reads the loss back after every step.
@@ -14,11 +15,31 @@ import time
 import jax
 import numpy as np
 import optax
+from flax import linen as nn
 from flax.training.train_state import TrainState
 
 from flaxfit.models import NUM_CLASSES
 from flaxfit.training.history import History
 from flaxfit.training.loop import as_arrays, epoch_order, evaluate, steps_per_epoch
+
+
+# --- slide 13, verbatim -----------------------------------------------------
+# fmt: off
+class SingleLayerCNN(nn.Module):
+    @nn.compact
+    def __call__(self, x, get_logits=False):
+        x = x.reshape([-1, 28, 28, 1])
+        x = nn.Conv(features=16, kernel_size=(5, 5))(x)
+        x = nn.relu(x)
+        x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+        x = x.reshape([x.shape[0], -1])
+        x = nn.Dense(features=1024)(x)
+        x = nn.relu(x)
+        x = nn.Dense(features=10)(x)
+        if get_logits:
+            return x
+        return nn.softmax(x)
+# fmt: on
 
 
 # --- slide 14, verbatim -----------------------------------------------------
