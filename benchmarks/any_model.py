@@ -1,18 +1,22 @@
-"""Models written with stock Flax layers: the plain loop, fit() today, and fit() through fast_ops.
+"""Models a user brings, and flaxfit's own, in their plain loops and in fit().
 
     .venv/bin/python benchmarks/any_model.py [--train-size 20000] [--epochs 2]
 
-Three models a user brings, none of them flaxfit's own:
-(a) the deck's slide-13 SingleLayerCNN (nn.Conv 16 5x5 + nn.max_pool),
+Models: (a) the deck's slide-13 SingleLayerCNN (stock nn.Conv 16 5x5 + nn.max_pool),
 (b) the CNN of Flax's examples/mnist (nn.Conv 32/64 3x3 + nn.avg_pool, Linen),
-(c) the CNN of the Flax NNX MNIST tutorial (nnx.Conv + nnx.avg_pool).
-Each runs in its plain loop (Linen: `flaxfit.training.deck.fit`, one jitted step
-per host batch; NNX: the tutorial's own `@nnx.jit train_step`), in `flaxfit.fit()`
-(steps scanned inside one compiled call) and, through `fast_apply` / `fast_module`,
-with its convs and pools rewritten as slices + matmul and reshape + reduce.
+(c) the CNN of the Flax NNX MNIST tutorial (nnx.Conv + nnx.avg_pool), and
+flaxfit's own cnn1 in Linen and its NNX twin (the same model, so the two APIs
+compare directly). Each runs in its plain loop (Linen: `flaxfit.training.deck.fit`,
+one jitted step per host batch; NNX: the tutorial's own `@nnx.jit train_step`)
+and in `flaxfit.fit()` (steps scanned inside one compiled call), with and
+without `fast_ops` (stock convs and pools rewritten as slices + matmul and
+reshape + reduce; on by default). NNX runs in fit() both ways: through
+`create_train_state(model)` (flaxfit's step) and with the tutorial's own
+optimizer, metrics and step handed to fit().
 Times are the median over the epochs after the first (which compiles), on the
 same data and the same batch order, training only: the test accuracy is
-measured after training, untimed. Adam 1e-3 for all.
+measured after training, untimed. Adam 1e-3 for all. Rows marked * ran on
+--slow-size images and are scaled.
 """
 
 from __future__ import annotations
@@ -35,13 +39,8 @@ from flax import nnx
 
 import flaxfit
 from flaxfit.training import deck
-from flaxfit.training.fast_ops import fast_apply, fast_module
+from flaxfit.training.fast_ops import fast_module
 from flaxfit.training.loop import epoch_order, steps_per_epoch
-
-#: (model, loop) rows too slow to run on every image: timed on --slow-size images, scaled.
-SLOW = {("examples", "fit"), ("nnx", "fit")}
-#: Flip once main has `create_train_state(nnx_module, optimizer=tx)` (see `fit_nnx`).
-NNX_IN_FIT = False
 
 
 class ExamplesCNN(nn.Module):
@@ -152,18 +151,22 @@ def tutorial_accuracy(model, test) -> float:
     return float(metrics.compute()["accuracy"])
 
 
-def fit_nnx(model: nnx.Module, train, test, *, fast: bool, tx, **common):
-    """TO ENABLE (set NNX_IN_FIT = True) once main's create_train_state takes an nnx.Module.
-
-    It will wrap the module so that `state.apply_fn(variables, x)` works; then the
-    same fit() call as for Linen applies, with fast_apply on the wrapped apply_fn.
-    Returns the History and the test accuracy, as `run_linen` does.
-    """
+def fit_nnx_state(model: nnx.Module, train, test, *, fast_ops: bool, tx, **common):
+    """The NNX module through `create_train_state(model)`: flaxfit's own step, scanned."""
     state = flaxfit.create_train_state(model, optimizer=tx)
-    if fast:
-        state = state.replace(apply_fn=fast_apply(state.apply_fn))
-    state, history = flaxfit.fit(state, train, None, verbose=False, **common)
+    state, history = flaxfit.fit(state, train, None, verbose=False, fast_ops=fast_ops, **common)
     return history, flaxfit.evaluate(state, test)["accuracy"]
+
+
+def fit_nnx_tutorial(model: nnx.Module, train, test, *, fast_ops: bool, tx, **common):
+    """The tutorial's own nnx.Optimizer, MultiMetric and @nnx.jit step, handed to fit()."""
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    metrics = nnx.MultiMetric(accuracy=nnx.metrics.Accuracy(), loss=nnx.metrics.Average("loss"))
+    model, history = flaxfit.fit(
+        model, train, None, optimizer=optimizer, metrics=metrics,
+        train_step=tutorial_train_step, verbose=False, fast_ops=fast_ops, **common,
+    )  # fmt: skip
+    return history, tutorial_accuracy(model, test)
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def cpu_name() -> str:
 
 
 def run_linen(model: nn.Module, loop: str, train, test, args, plain_step):
-    """Train `model` in `loop` ("plain", "fit", "fast"): its History and test accuracy."""
+    """Train `model` in `loop` ("plain", "fit-slow", "fit"): its History and test accuracy."""
     tx = optax.adam(1e-3)
     shape = (1, *train[0].shape[1:])
     state = flaxfit.create_train_state(model, jax.random.key(args.seed), tx, input_shape=shape)
@@ -196,15 +199,14 @@ def run_linen(model: nn.Module, loop: str, train, test, args, plain_step):
     if loop == "plain":
         state, history = deck.fit(state, train, None, train_step=plain_step, **common)
     else:
-        if loop == "fast":
-            state = state.replace(apply_fn=fast_apply(state.apply_fn))
-        state, history = flaxfit.fit(state, train, None, verbose=False, **common)
+        state, history = flaxfit.fit(state, train, None, verbose=False,
+                                     fast_ops=loop == "fit", **common)  # fmt: skip
     return history, flaxfit.evaluate(state, test)["accuracy"]
 
 
-def run_nnx(loop: str, train, test, args):
-    """The NNX tutorial CNN in `loop`: its History and test accuracy (None: not runnable yet)."""
-    model = TutorialCNN(rngs=nnx.Rngs(args.seed))
+def run_nnx(make, loop: str, train, test, args):
+    """An NNX model in `loop`: its History and test accuracy."""
+    model = make(args.seed)
     common = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     tx = optax.adam(1e-3)
     # The tutorial's CNN takes NHWC images; its loop int32 labels.
@@ -213,14 +215,14 @@ def run_nnx(loop: str, train, test, args):
         with fast_module(model) if loop == "plain-fast" else contextlib.nullcontext():
             history = tutorial_fit(model, train, tx=tx, **common)
             return history, tutorial_accuracy(model, test)
-    if not NNX_IN_FIT:
-        return None
-    return fit_nnx(model, train, test, fast=loop == "fast", tx=tx, **common)
+    run = fit_nnx_tutorial if loop.startswith("tutorial") else fit_nnx_state
+    return run(model, train, test, fast_ops=not loop.endswith("-slow"), tx=tx, **common)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["deck", "examples", "nnx"])
+    parser.add_argument("--models", nargs="+",
+                        default=["deck", "examples", "nnx", "ours", "ours-nnx"])  # fmt: skip
     parser.add_argument("--train-size", type=int, default=20_000)
     parser.add_argument("--epochs", type=int, default=2, help="per loop; the first is warm-up")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -254,38 +256,46 @@ def main() -> None:
         "deck": ("deck slide 13", deck.SingleLayerCNN(), deck.train_step, lambda x: x),
         # Flax's example takes NHWC images; flaxfit's step (get_logits-aware) trains it.
         "examples": ("flax ex.", ExamplesCNN(), flaxfit.train_step, lambda x: x[..., None]),
+        # flaxfit's own cnn1 (the deck's model, scan-friendly layers): the NNX rows below
+        # train its NNX twin, so Linen and NNX compare on the same model.
+        "ours": ("flaxfit cnn1", flaxfit.SingleLayerCNN(), deck.train_step, lambda x: x),
+    }
+    nnx_models = {
+        "nnx": ("nnx tut.", lambda seed: TutorialCNN(rngs=nnx.Rngs(seed))),
+        "ours-nnx": ("cnn1 nnx twin", lambda seed: flaxfit.models.nnx.SingleLayerCNN(
+            rngs=nnx.Rngs(seed))),
     }
     loops = {
         "plain": "deck plain loop (jit per step)",
-        "fit": "flaxfit fit() today",
-        "fast": "flaxfit fit() + fast_apply",
+        "fit-slow": "fit(fast_ops=False)",
+        "fit": "fit()",
     }
     nnx_loops = {
         "plain": "NNX tutorial loop (nnx.jit per step)",
-        "plain-fast": "NNX tutorial loop + fast_module",
-        "fit": "flaxfit fit() (needs nnx in main)",
-        "fast": "flaxfit fit() + fast_apply (ditto)",
+        "state-slow": "fit(create_train_state), no fast_ops",
+        "state": "fit(create_train_state(model))",
+        "tutorial-slow": "fit(tutorial step), no fast_ops",
+        "tutorial": "fit(model, optimizer, tutorial step)",
     }
     scaled = False
     for name in args.models:
         baseline = None
-        if name == "nnx":
-            label, rows = "nnx tut.", nnx_loops
+        if name in nnx_models:
+            (label, make), rows = nnx_models[name], nnx_loops
         else:
             label, model, plain_step, shape = linen[name]
             rows = loops
         for loop, description in rows.items():
+            if name.startswith("ours") and loop.endswith("-slow"):
+                continue  # flaxfit's own layers have nothing to rewrite
             part = train
-            if (name, loop) in SLOW and args.slow_size < len(train[0]):
+            if loop.endswith("-slow") and name != "deck" and args.slow_size < len(train[0]):
                 part = (train[0][: args.slow_size], train[1][: args.slow_size])
-            if name == "nnx":
-                result = run_nnx(loop, part, test, args)
+            if name in nnx_models:
+                result = run_nnx(make, loop, part, test, args)
             else:
                 split, test_split = [(shape(x), y) for x, y in (part, test)]
                 result = run_linen(model, loop, split, test_split, args, plain_step)
-            if result is None:
-                print(f"{label:13} {description:36} {'(not run: see fit_nnx)':>37}", flush=True)
-                continue
             history, accuracy = result
             seconds, rate = steady(history)
             shown = f"{100 * accuracy:8.2f}%"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import flaxfit
+from flaxfit.cli import main as cli_main
 from flaxfit.data import Dataset, Split
 from flaxfit.models.params import count
 from flaxfit.runs import directory as run_directory
@@ -154,3 +155,51 @@ def test_a_training_set_too_large_for_the_device_stops_before_anything_is_writte
         train_run(TrainConfig(model="mlp", epochs=1, batch_size=50), tmp_path / "run",
                   dataset=colour_dataset(200, 50), verbose=False)  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    """A finished resnet8 run on colour pictures, saved as an npz dataset the CLI can read."""
+    root = tmp_path_factory.mktemp("colour")
+    data = colour_dataset(400, 100)
+    np.savez(root / "data.npz", x_train=data.train.images, y_train=data.train.labels,
+             x_test=data.test.images, y_test=data.test.labels,
+             class_names=np.array(CLASSES))  # fmt: skip
+    out = root / "run"
+    code = cli_main(["train", "--model", "resnet8", "--dataset", f"npz:{root / 'data.npz'}",
+                             "--epochs", "2", "--batch-size", "50", "--out", str(out), "--quiet"])
+    assert code == 0
+    return root, out, data
+
+
+def test_evaluate_predict_and_export_speak_the_runs_classes_and_shape(colour_run, capsys, tmp_path):
+    from jax import export
+    from PIL import Image
+
+    root, out, data = colour_run
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--run", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("test accuracy: ")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == list(CLASSES)
+    # Any picture, of any size, becomes the run's 16x16 colour input.
+    picture = tmp_path / "ship.png"
+    Image.fromarray(np.repeat(np.repeat(data.test.images[0], 3, 0), 3, 1)).save(picture)
+    assert cli_main(["predict", "--run", str(out), str(picture)]) == 0
+    said = capsys.readouterr().out
+    assert said.split(": ", 1)[1].split()[0] in CLASSES and "cat:" in said and "tree:" in said
+    assert cli_main(["export", "--run", str(out), "--out", str(tmp_path / "p.jax")]) == 0
+    assert "(b, 16, 16, 3) in [0, 1] -> (b, 4)" in capsys.readouterr().out
+    exported = export.deserialize(bytearray((tmp_path / "p.jax").read_bytes()))
+    assert exported.call(np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 4)
+
+
+def test_the_report_names_the_classes_and_the_digit_pad_refuses_colour_runs(colour_run, capsys):
+    root, out, _ = colour_run
+    assert cli_main(["plot", "--run", str(out), "--out", str(root / "plots")]) == 0
+    assert (root / "plots" / "confusion_matrix.png").exists()
+    assert (root / "plots" / "filters.png").exists()  # the colour first layer, as RGB
+    capsys.readouterr()
+    assert cli_main(["serve", "--run", str(out), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "draws 28x28 grayscale digits" in error and "flaxfit predict" in error

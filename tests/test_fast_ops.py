@@ -118,8 +118,8 @@ def assert_trees_close(actual, expected):
 def assert_same_function(fn, fast, *args, argnums=None):
     """Same outputs, and same gradients of a random projection w.r.t. `argnums` (default all).
 
-    The outputs compared are those computed while differentiating, the ones the
-    rewrite computes as matmuls (undifferentiated, a conv is the native op).
+
+
     """
     argnums = tuple(range(len(args))) if argnums is None else argnums
     # Weights drawn on the host: jax.random's threefry costs seconds to compile on XLA:CPU.
@@ -211,7 +211,8 @@ def test_the_decks_slide_13_model_is_rewritten_and_unchanged():
     assert not {"reduce_window_max", "select_and_scatter_add"} & set(names)
     assert gradient_convs(rewritten, params, x) == (0 if ON_CPU else 3)
     assert gradient_convs(original, params, x) == 3  # value, kernel's and input's gradients
-    assert primitives(rewritten, params, x)["conv_general_dilated"] == 1  # evaluation: native
+    # Evaluation too runs the matmul form on CPU (the native conv elsewhere).
+    assert primitives(rewritten, params, x).get("conv_general_dilated", 0) == (0 if ON_CPU else 1)
     assert primitives(original, params, x, grad=True)["select_and_scatter_add"] == 1
 
 

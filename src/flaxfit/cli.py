@@ -396,29 +396,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     predicted = probs.argmax(-1)
     correct = predicted == test.labels
     print(f"test accuracy: {100 * correct.mean():.2f}% ({int(correct.sum())}/{len(correct)})")
-    for digit in range(probs.shape[1]):
-        mine = test.labels == digit
+    names = run.config.names
+    width = max(len(name) for name in names)
+    for index, name in enumerate(names):
+        mine = test.labels == index
         if mine.any():
             accuracy = 100 * correct[mine].mean()
-            print(
-                f"  class {digit}: {accuracy:6.2f}% ({int(correct[mine].sum())}/{int(mine.sum())})"
-            )
+            print(f"  {name:>{width}}: {accuracy:6.2f}% "
+                  f"({int(correct[mine].sum())}/{int(mine.sum())})")  # fmt: skip
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from flaxfit.data.images import load_digit
+    from flaxfit.data.images import load_digit, load_picture
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.predict import predict_probabilities
 
-    digits = np.stack([load_digit(path, center=not args.no_center) for path in args.images])
     run = load_run(args.run, allow_changed_model=args.allow_changed_model)
-    probs = predict_probabilities(run.model, run.params, digits, batch_stats=run.batch_stats)
+    shape, names = run.config.input_shape, run.config.names
+    if tuple(shape) in ((28, 28), (28, 28, 1)):  # digits: MNIST's crop, centring and polarity
+        pictures = [load_digit(path, center=not args.no_center) for path in args.images]
+        pictures = [p.reshape(shape) for p in pictures]
+    else:  # any other picture: converted to the run's size and channels
+        pictures = [load_picture(path, shape) for path in args.images]
+    probs = predict_probabilities(run.model, run.params, np.stack(pictures),
+                                  batch_stats=run.batch_stats)  # fmt: skip
     for path, p in zip(args.images, probs, strict=True):
-        listed = " ".join(f"{d}:{x:.3f}" for d, x in enumerate(p))
-        print(f"{path}: {int(p.argmax())}  ({listed})")
+        listed = " ".join(f"{name}:{x:.3f}" for name, x in zip(names, p, strict=True))
+        print(f"{path}: {names[int(p.argmax())]}  ({listed})")
     return 0
 
 
@@ -526,10 +533,12 @@ def _export(args: argparse.Namespace) -> int:
     out = args.out or args.run / EXPORT_FILE
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: directory {out.parent} does not exist")
-    exported = export_predict(run.model, run.params, batch_stats=run.batch_stats)
+    exported = export_predict(run.model, run.params, batch_stats=run.batch_stats,
+                              image_shape=run.config.input_shape)  # fmt: skip
     save_exported(out, exported)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {run.config.model} predict, "
-          f"float32 (b, 28, 28) in [0, 1] -> (b, 10) probabilities, for "
+          f"float32 (b, {', '.join(map(str, run.config.input_shape))}) in [0, 1] -> "
+          f"(b, {run.config.num_classes}) probabilities, for "
           f"{', '.join(exported.platforms)}; load it with jax.export.deserialize")  # fmt: skip
     return 0
 

@@ -55,7 +55,8 @@ def decode_image(
 
 
 def _decode(
-    source: Path | io.BytesIO, name: str, max_pixels: int, formats: Sequence[str] | None
+    source: Path | io.BytesIO, name: str, max_pixels: int, formats: Sequence[str] | None,
+    mode: str = "L",
 ) -> np.ndarray:
     too_large = f"larger than the {max_pixels:,} pixels allowed"
     # Pillow's decoders raise many unrelated types for damaged data (OSError,
@@ -80,7 +81,7 @@ def _decode(
         except Exception as error:
             raise ValueError(f"{name}: not a readable image ({error})") from None
     paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(paper, rgba).convert("L"))
+    return np.asarray(Image.alpha_composite(paper, rgba).convert(mode))
 
 
 def is_dark_on_light(gray: np.ndarray) -> bool:
@@ -138,3 +139,21 @@ def _center_mass(canvas: np.ndarray) -> np.ndarray:
 def load_digit(path: str | os.PathLike, *, center: bool = True) -> np.ndarray:
     """`prepare_digit(read_image(path))`: a picture file -> uint8 (28, 28)."""
     return prepare_digit(read_image(path), center=center)
+
+
+def load_picture(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarray:
+    """A picture file as a model trained on `image_shape` pictures takes it: resized to
+    (H, W), grayscale for (H, W) or (H, W, 1), RGB for (H, W, 3); uint8.
+
+    Unlike `load_digit` nothing is cropped, centred or inverted: a photo stays a photo.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    height, width = int(image_shape[0]), int(image_shape[1])
+    colour = len(image_shape) == 3 and image_shape[2] == 3
+    pixels = _decode(path, str(path), MAX_PIXELS, None, "RGB" if colour else "L")
+    resized = np.asarray(
+        Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
+    )
+    return resized[..., None] if len(image_shape) == 3 and not colour else resized

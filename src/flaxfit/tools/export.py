@@ -6,7 +6,7 @@ only JAX:
 
     from jax import export
     predict = export.deserialize(open("predict.jaxexport", "rb").read())
-    probabilities = predict.call(images)  # float32 (N, 28, 28) in [0, 1] -> (N, 10)
+    probabilities = predict.call(images)  # float32 (N, H, W[, C]) in [0, 1] -> (N, classes)
 """
 
 from __future__ import annotations
@@ -27,17 +27,22 @@ EXPORT_FILE = "predict.jaxexport"
 
 
 def export_predict(
-    model: Any, params: Any, *, batch_stats: Any = None, platforms: tuple[str, ...] = PLATFORMS
+    model: Any,
+    params: Any,
+    *,
+    batch_stats: Any = None,
+    image_shape: tuple[int, ...] = (28, 28),
+    platforms: tuple[str, ...] = PLATFORMS,
 ) -> export.Exported:
     """`model` (Linen or NNX) with `params` (and BatchNorm's `batch_stats`) fixed, in
-    evaluation mode: float32 (b, 28, 28) in [0, 1] -> (b, 10) probabilities."""
+    evaluation mode: float32 (b, *image_shape) in [0, 1] -> (b, num_classes) probabilities."""
     params, batch_stats = jax.tree.map(jnp.asarray, (params, batch_stats))
 
     def predict(images: jax.Array) -> jax.Array:
         return predict_with(model, params, images, batch_stats=batch_stats)
 
     (batch,) = export.symbolic_shape("b")
-    spec = jax.ShapeDtypeStruct((batch, 28, 28), jnp.float32)
+    spec = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
     return export.export(jax.jit(predict), platforms=platforms)(spec)
 
 

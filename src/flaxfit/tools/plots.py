@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,8 @@ def confusion_matrix(
     return matrix
 
 
-def plot_confusion(matrix: np.ndarray) -> Any:
-    """The confusion matrix as a heat map with the counts written in."""
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str] | None = None) -> Any:
+    """The confusion matrix as a heat map with the counts written in, axes by class name."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=100)
     image = ax.imshow(matrix, cmap="Blues")
@@ -65,8 +66,10 @@ def plot_confusion(matrix: np.ndarray) -> Any:
                 color="white" if count > threshold else "black")  # fmt: skip
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_xticks(range(len(matrix)))
-    ax.set_yticks(range(len(matrix)))
+    names = class_names or [str(i) for i in range(len(matrix))]
+    ax.set_xticks(range(len(matrix)), names, rotation=45 if max(map(len, names)) > 2 else 0,
+                  ha="right" if max(map(len, names)) > 2 else "center")  # fmt: skip
+    ax.set_yticks(range(len(matrix)), names)
     ax.set_title(f"Confusion matrix ({int(np.trace(matrix))}/{int(matrix.sum())} correct)")
     fig.tight_layout()
     return fig
@@ -77,11 +80,23 @@ def _grid(count: int) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
+def _show(ax: Any, image: np.ndarray) -> None:
+    """A picture as it is: RGB in colour, one channel in gray."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        ax.imshow(image)
+    else:
+        ax.imshow(image.reshape(image.shape[:2]) if image.ndim == 3 else image, cmap="gray")
+
+
 def plot_misclassified(
-    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, max_images: int = 25
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, max_images: int = 25,
+    class_names: Sequence[str] | None = None,
 ) -> Any:
-    """Up to `max_images` wrong predictions, each with true label, guess and its probability."""
+    """Up to `max_images` wrong predictions, each with true label, guess and its probability
+    (by class name), the pictures in colour when they are."""
     plt = _pyplot()
+    names = class_names or [str(i) for i in range(probabilities.shape[-1])]
     predicted = probabilities.argmax(-1)
     wrong = np.flatnonzero(predicted != labels)[:max_images]
     rows, cols = _grid(max(len(wrong), 1))
@@ -92,25 +107,33 @@ def plot_misclassified(
     if not len(wrong):
         axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     for ax, index in zip(axes.flat, wrong, strict=False):
-        ax.imshow(images[index].reshape(28, 28), cmap="gray")
+        _show(ax, images[index])
         guess = predicted[index]
         confidence = probabilities[index, guess]
-        ax.set_title(f"#{index} true {labels[index]}\npred {guess} ({confidence:.2f})", fontsize=8)
+        ax.set_title(f"#{index} true {names[labels[index]]}\npred {names[guess]} "
+                     f"({confidence:.2f})", fontsize=8)  # fmt: skip
     fig.suptitle(f"Misclassified test images ({int((predicted != labels).sum())} in all)")
     fig.tight_layout()
     return fig
 
 
 def plot_filters(kernel: np.ndarray) -> Any:
-    """The first conv layer's filters: kernel (kh, kw, in, out), first input channel."""
+    """The first conv layer's filters: kernel (kh, kw, in, out); a colour layer's (in = 3)
+    as RGB pictures (each filter scaled to [0, 1]), otherwise the first input channel."""
     plt = _pyplot()
-    filters = np.asarray(kernel)[:, :, 0, :]
+    kernel = np.asarray(kernel)
+    colour = kernel.shape[2] == 3
+    filters = kernel if colour else kernel[:, :, 0, :]
     rows, cols = _grid(filters.shape[-1])
     fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.5 * rows), dpi=100, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for index, ax in enumerate(axes.flat[: filters.shape[-1]]):
-        ax.imshow(filters[:, :, index], cmap="coolwarm")
+        if colour:
+            f = filters[..., index]
+            ax.imshow((f - f.min()) / (np.ptp(f) or 1.0))
+        else:
+            ax.imshow(filters[:, :, index], cmap="coolwarm")
         ax.set_title(str(index), fontsize=8)
     fig.suptitle(
         f"First conv layer: {filters.shape[-1]} filters of {filters.shape[0]}x{filters.shape[1]}"
@@ -123,9 +146,7 @@ def feature_maps(
     model: Any, params: Any, image: np.ndarray, batch_stats: Any = None
 ) -> dict[str, np.ndarray]:
     """relu(conv) output of every conv layer for one image: {layer name: (H, W, C)}."""
-    x = np.asarray(image, np.float32).reshape(1, 28, 28) / (
-        255.0 if image.dtype == np.uint8 else 1.0
-    )
+    x = np.asarray(image, np.float32)[None] / (255.0 if image.dtype == np.uint8 else 1.0)
     _, state = predict(model, params, x, batch_stats=batch_stats, capture_intermediates=True,
                        mutable=["intermediates"])  # fmt: skip
     maps = {}
@@ -144,7 +165,7 @@ def plot_feature_maps(maps: dict[str, np.ndarray], image: np.ndarray) -> Any:
     fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.4 * rows), dpi=100, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    axes[0, 0].imshow(np.asarray(image).reshape(28, 28), cmap="gray")
+    _show(axes[0, 0], image)
     axes[0, 0].set_title("input", fontsize=8)
     row = 1
     for name, m in shown.items():
@@ -158,19 +179,23 @@ def plot_feature_maps(maps: dict[str, np.ndarray], image: np.ndarray) -> Any:
     return fig
 
 
-def plot_probabilities(probabilities: np.ndarray, label: int | None = None) -> Any:
-    """A bar chart of the 10 class probabilities for one image."""
+def plot_probabilities(
+    probabilities: np.ndarray, label: int | None = None, class_names: Sequence[str] | None = None
+) -> Any:
+    """A bar chart of the class probabilities for one image, by class name."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     colors = ["tab:blue"] * len(probabilities)
     colors[int(np.argmax(probabilities))] = "tab:orange"
     ax.bar(range(len(probabilities)), probabilities, color=colors)
-    ax.set_xticks(range(len(probabilities)))
+    names = class_names or [str(i) for i in range(len(probabilities))]
+    ax.set_xticks(range(len(probabilities)), names,
+                  rotation=45 if max(map(len, names)) > 2 else 0)  # fmt: skip
     ax.set_ylim(0, 1)
     ax.set_xlabel("class")
     ax.set_ylabel("probability")
-    title = f"Prediction: {int(np.argmax(probabilities))}"
-    ax.set_title(title + (f" (true {label})" if label is not None else ""))
+    title = f"Prediction: {names[int(np.argmax(probabilities))]}"
+    ax.set_title(title + (f" (true {names[label]})" if label is not None else ""))
     fig.tight_layout()
     return fig
 
@@ -191,6 +216,7 @@ def write_report(run: Any, test_images: np.ndarray, test_labels: np.ndarray, out
     if not 0 <= image_index < len(test_images):
         raise ValueError(f"image index {image_index} is outside the {len(test_images)} test images")
     model, params = run.model, jax.device_get(run.params)
+    names = list(run.config.names)
     probabilities = predict_probabilities(model, params, test_images, batch_stats=run.batch_stats)
     predicted = probabilities.argmax(-1)
     figures: dict[str, tuple[str, Any]] = {}
@@ -198,11 +224,11 @@ def write_report(run: Any, test_images: np.ndarray, test_labels: np.ndarray, out
         figures["learning_curves"] = ("Learning curves", plot_learning_curves(run.history))
     figures["confusion_matrix"] = (
         "Confusion matrix",
-        plot_confusion(confusion_matrix(test_labels, predicted)),
+        plot_confusion(confusion_matrix(test_labels, predicted, len(names)), names),
     )
     figures["misclassified"] = (
         "Misclassified test images",
-        plot_misclassified(test_images, test_labels, probabilities),
+        plot_misclassified(test_images, test_labels, probabilities, class_names=names),
     )
     if "Conv_0" in params:
         figures["filters"] = (
@@ -217,7 +243,7 @@ def write_report(run: Any, test_images: np.ndarray, test_labels: np.ndarray, out
         )
     figures["probabilities"] = (
         f"Probabilities for test image #{image_index}",
-        plot_probabilities(probabilities[image_index], int(test_labels[image_index])),
+        plot_probabilities(probabilities[image_index], int(test_labels[image_index]), names),
     )
     sections = []
     for name, (title, fig) in figures.items():

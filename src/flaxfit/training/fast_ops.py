@@ -9,11 +9,9 @@ same forms here, without changing a line of it: the function is traced to a
 jaxpr, and that jaxpr is evaluated again, before any differentiation, with
 
 - `conv_general_dilated` (no lhs/rhs dilation, one feature and batch group;
-  any padding, strides, layout, dtypes) on CPU only: where it is
-  differentiated, its value and its derivatives by pad + stacked shifted
-  slices + one 2-D matmul (`conv_matmul`, behind a `custom_jvp`), so no conv
-  appears in a gradient; where it is not (evaluation), the native conv, which
-  is faster there. GPU/TPU keep their native conv;
+  any padding, strides, layout, dtypes) on CPU only, by pad + stacked shifted
+  slices + one 2-D matmul (`conv_matmul`), so no conv appears in a gradient.
+  GPU/TPU keep their native conv;
 - `reduce_window_max` / `_min` / `_sum` (what max_pool / min_pool / avg_pool
   lower to) whose window equals its strides, unpadded, undilated, dividing
   every dimension exactly, as reshape + max / min / sum, on every backend
@@ -53,7 +51,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 
 from flaxfit.models._layers import resolve_impl
@@ -139,45 +136,22 @@ def conv_matmul(lhs: jax.Array, rhs: jax.Array, **params: Any) -> jax.Array:
 
 
 def conv_with_matmul_derivatives(eqn: JaxprEqn, invals: list[Any]) -> jax.Array | None:
-    """The conv, through `conv_matmul` where differentiated; None where that does not apply.
+    """The conv as `conv_matmul` (slices + one matmul, differentiated by plain autodiff
+    into pads and matmuls, the forms XLA:CPU runs fast inside a scan); None (native)
+    where that does not apply.
 
-    Not differentiated (evaluation, prediction) it is the native op, whose value
-    the matmul form computed 2.3x slower on a 1000-image batch. Differentiated,
-    its value and derivatives are matmuls and pads, the forms XLA:CPU runs fast
-    inside a scan. Measured on two shared CPU cores (a Flax-examples conv stack,
-    batch 128, medians of 6 interleaved runs): 45 ms a step in a scan (54 with
-    the native conv's value, 4 700 with the native conv), 79 ms a jitted step at
-    top level against 108 native.
+    Measured against keeping the native value behind a custom_jvp with matmul
+    derivatives (which also keeps evaluation on the native conv): 2.1 against 3.3 s
+    for an epoch of 6 400 images of the deck's slide-13 model in fit(), 3.1-3.4
+    against 4.1-4.3 s for Flax's examples CNN (2-core Xeon, two runs each,
+    interleaved). The price is evaluation: the matmul form computed a 1000-image
+    batch 2.3x slower than the native conv, once per epoch.
     """
     params = eqn.params
     lhs, rhs = invals
     if _conv_output_window(params, lhs.shape, rhs.shape) is None:
         return None
-    matmul = functools.partial(conv_matmul, **params)
-    if any(lo < 0 or hi < 0 for lo, hi in params["padding"]):
-        return matmul(lhs, rhs)  # XLA:CPU's conv returns garbage for negative padding
-
-    @jax.custom_jvp
-    def conv(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-        return eqn.primitive.bind(lhs, rhs, **params)
-
-    def conv_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
-        lhs, rhs = primals
-        lhs_dot, rhs_dot = tangents
-        # Differentiated, the value is a matmul too: it shares its patches with the
-        # kernel's derivative, and measured faster than the native conv in a scan.
-        value = matmul(lhs, rhs)
-        # Bilinear: d(conv) = conv(d lhs, rhs) + conv(lhs, d rhs); a zero term is skipped
-        # (the images, which nothing differentiates, cost no matmul).
-        terms = [
-            matmul(*operands)
-            for operands, dot in (((lhs_dot, rhs), lhs_dot), ((lhs, rhs_dot), rhs_dot))
-            if not isinstance(dot, SymbolicZero)
-        ]
-        return value, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(value)
-
-    conv.defjvp(conv_jvp, symbolic_zeros=True)
-    return conv(lhs, rhs)
+    return conv_matmul(lhs, rhs, **params)
 
 
 def pool_as_reshape(eqn: JaxprEqn, invals: list[Any]) -> jax.Array | None:

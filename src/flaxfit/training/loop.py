@@ -31,6 +31,7 @@ from flaxfit.training.augment import Recipe
 from flaxfit.training.augment import apply as augment_images
 from flaxfit.training.callbacks import ProgressBar, call_hooks
 from flaxfit.training.compile_watch import watch_compiles
+from flaxfit.training.fast_ops import fast_apply
 from flaxfit.training.history import History
 from flaxfit.training.sharding import check_batch_size, data_mesh, replicate, split_batch
 from flaxfit.training.step import (
@@ -496,6 +497,7 @@ def fit(
     optimizer: Any = None,
     metrics: Any = None,
     augment: Recipe | None = None,
+    fast_ops: bool = True,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
 
@@ -526,6 +528,10 @@ def fit(
         augment: "shift" (digits) or "crop_flip" (colour pictures): augment every
             training batch on the device, keyed by (seed, epoch, step); see
             `flaxfit.training.augment.recipe_for`. Evaluation is never augmented.
+        fast_ops: run the model's stock convs and pools (nn.Conv, nn.max_pool,
+            nnx.Conv, nnx.avg_pool, ...) in the forms that stay fast inside the
+            scan (`flaxfit.training.fast_ops`: the same function, float rounding
+            apart); False runs the model exactly as written.
         should_stop: polled after every chunk; when it returns True, fit calls
             `on_interrupt(state, progress, history)` on the callbacks (a
             checkpointer saves there) and raises `TrainingInterrupted`.
@@ -546,7 +552,46 @@ def fit(
             eval_step=None if eval_step is default_eval_step else eval_step, epochs=epochs,
             batch_size=batch_size, seed=seed, eval_batch_size=eval_batch_size,
             steps_per_dispatch=steps_per_dispatch, callbacks=callbacks, verbose=verbose,
+            fast_ops=fast_ops,
         )  # fmt: skip
+    # The state trains with its apply_fn behind the rewrite and comes back with its own.
+    apply_fn = state.apply_fn
+    state = state.replace(apply_fn=fast_apply(apply_fn, enabled=fast_ops))
+    try:
+        state, history = _fit(
+            state, train, test, epochs=epochs, batch_size=batch_size, seed=seed,
+            train_step=train_step, eval_step=eval_step, eval_batch_size=eval_batch_size,
+            steps_per_dispatch=steps_per_dispatch, num_classes=num_classes, callbacks=callbacks,
+            verbose=verbose, start=start, history=history, should_stop=should_stop, mesh=mesh,
+            augment=augment,
+        )  # fmt: skip
+    except TrainingInterrupted as interrupted:
+        interrupted.state = interrupted.state.replace(apply_fn=apply_fn)
+        raise
+    return state.replace(apply_fn=apply_fn), history
+
+
+def _fit(
+    state: TrainState,
+    train: Data,
+    test: Data | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    train_step: TrainStep,
+    eval_step: EvalStep,
+    eval_batch_size: int,
+    steps_per_dispatch: int | None,
+    num_classes: int,
+    callbacks: Sequence[object],
+    verbose: bool,
+    start: EpochProgress | None,
+    history: History | None,
+    should_stop: Callable[[], bool] | None,
+    mesh: Mesh | None,
+    augment: Recipe | None,
+) -> tuple[TrainState, History]:
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     mesh = data_mesh() if mesh is None else mesh

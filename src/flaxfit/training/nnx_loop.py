@@ -29,6 +29,7 @@ one is for running your own NNX code at flaxfit's speed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -41,6 +42,7 @@ from flax import nnx
 
 from flaxfit.training.callbacks import ProgressBar, call_hooks
 from flaxfit.training.compile_watch import watch_compiles
+from flaxfit.training.fast_ops import fast_module
 from flaxfit.training.history import History
 
 NnxTrainStep = Callable[[nnx.Module, nnx.Optimizer, Any, dict[str, jax.Array]], Any]
@@ -105,6 +107,7 @@ def fit_nnx(
     steps_per_dispatch: int | None = None,
     callbacks: Sequence[object] = (),
     verbose: bool = True,
+    fast_ops: bool = True,
 ) -> tuple[nnx.Module, History]:
     """Train an NNX model with your own `train_step(model, optimizer, metrics, batch)`.
 
@@ -115,10 +118,25 @@ def fit_nnx(
         train_step: as in Flax's MNIST tutorial; `@nnx.jit` or not, its return value is unused.
         eval_step: `eval_step(model, metrics, batch)`; needed when `test` is given.
         epochs, batch_size, seed, steps_per_dispatch, callbacks, verbose: as for `fit()`.
+        fast_ops: run the model's stock convs and pools in their scan-friendly forms
+            (`flaxfit.training.fast_ops.fast_module`), as `fit()` does for Linen.
 
     Returns:
         The trained model (the object passed in) and the History of `metrics.compute()`.
     """
+    # Inside the block the model's class is the rewriting subclass, so the graphdef split
+    # from it, and every module merged from that inside the scan, computes the fast forms.
+    with fast_module(model) if fast_ops else contextlib.nullcontext():
+        return _fit_nnx(model, train, test, optimizer=optimizer, train_step=train_step,
+                        metrics=metrics, eval_step=eval_step, epochs=epochs,
+                        batch_size=batch_size, seed=seed, eval_batch_size=eval_batch_size,
+                        steps_per_dispatch=steps_per_dispatch, callbacks=callbacks,
+                        verbose=verbose)  # fmt: skip
+
+
+def _fit_nnx(model, train, test, *, optimizer, train_step, metrics, eval_step, epochs,
+             batch_size, seed, eval_batch_size, steps_per_dispatch, callbacks,
+             verbose):  # fmt: skip
     from flaxfit.training.loop import as_arrays, chunk_sizes, epoch_order, steps_per_epoch
 
     if epochs <= 0:

@@ -10,6 +10,7 @@ float32 of shape (B, num_classes).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -127,9 +128,10 @@ def nnx_model(state: TrainState) -> nnx.Module:
     Raises:
         TypeError: the state's model is a Linen module.
     """
-    if not isinstance(state.apply_fn, NnxApply):
+    apply_fn = inspect.unwrap(state.apply_fn, stop=lambda f: isinstance(f, NnxApply))
+    if not isinstance(apply_fn, NnxApply):
         raise TypeError("nnx_model: this state's model is not an NNX module")
-    return merge_module(state.apply_fn, jax.device_get(state.params),
+    return merge_module(apply_fn, jax.device_get(state.params),
                         jax.device_get(getattr(state, "batch_stats", None)))  # fmt: skip
 
 

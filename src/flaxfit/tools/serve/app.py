@@ -122,6 +122,7 @@ def model_info(run: Run, predictor: Predictor, max_body: int) -> dict[str, Any]:
         "params": params_count(run.params),
         "epochs": last.get("epoch"),
         "test_accuracy": last.get("test_accuracy"),
+        "classes": list(run.config.names),
         "feature_maps": predictor.has_feature_maps,
         "max_body_bytes": max_body,
     }
@@ -158,6 +159,12 @@ def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
 
     The model is compiled and warmed up here, once; requests only run it.
     """
+    if tuple(run.config.input_shape) not in ((28, 28), (28, 28, 1)):
+        raise ValueError(
+            f"{run.directory}: the digit pad draws 28x28 grayscale digits, but this run's "
+            f"model takes {run.config.input_shape} pictures; classify them with "
+            "`flaxfit predict --run RUN PICTURE...`"
+        )
     predictor = Predictor(run.model, run.params, run.batch_stats)
     info = model_info(run, predictor, max_body)
     static = resources.files("flaxfit.tools.serve") / "static"
