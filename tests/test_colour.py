@@ -181,7 +181,7 @@ def test_evaluate_predict_and_export_speak_the_runs_classes_and_shape(colour_run
     assert cli_main(["evaluate", "--run", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("test accuracy: ")
-    assert [line.split(":")[0].strip() for line in lines[1:]] == list(CLASSES)
+    assert [line.split(":")[0].split() for line in lines[1:]] == [["class", c] for c in CLASSES]
     # Any picture, of any size, becomes the run's 16x16 colour input.
     picture = tmp_path / "ship.png"
     Image.fromarray(np.repeat(np.repeat(data.test.images[0], 3, 0), 3, 1)).save(picture)

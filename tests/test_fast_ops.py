@@ -116,11 +116,7 @@ def assert_trees_close(actual, expected):
 
 
 def assert_same_function(fn, fast, *args, argnums=None):
-    """Same outputs, and same gradients of a random projection w.r.t. `argnums` (default all).
-
-
-
-    """
+    """Same outputs, and same gradients of a random projection w.r.t. `argnums` (default all)."""
     argnums = tuple(range(len(args))) if argnums is None else argnums
     # Weights drawn on the host: jax.random's threefry costs seconds to compile on XLA:CPU.
     rng = np.random.default_rng(7)

@@ -402,7 +402,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         mine = test.labels == index
         if mine.any():
             accuracy = 100 * correct[mine].mean()
-            print(f"  {name:>{width}}: {accuracy:6.2f}% "
+            print(f"  class {name:>{width}}: {accuracy:6.2f}% "
                   f"({int(correct[mine].sum())}/{int(mine.sum())})")  # fmt: skip
     return 0
 
