@@ -3,7 +3,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import linen as nn
 
 from flaxfit.models import (
     MLP,
@@ -14,25 +13,10 @@ from flaxfit.models import (
     create_model,
 )
 from flaxfit.models.resnet import ResNet8, ResNet20
+from flaxfit.training import deck
 
-
-class DeckSingleLayerCNN(nn.Module):
-    """Slide 13 exactly, with flax's own Conv and max_pool: the reference."""
-
-    @nn.compact
-    def __call__(self, x, get_logits=False):
-        x = x.reshape([-1, 28, 28, 1])
-        x = nn.Conv(features=16, kernel_size=(5, 5))(x)
-        x = nn.relu(x)
-        x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
-        x = x.reshape([x.shape[0], -1])  # Flatten
-        x = nn.Dense(features=1024)(x)
-        x = nn.relu(x)
-        x = nn.Dense(features=10)(x)
-        if get_logits:
-            return x
-        x = nn.softmax(x)
-        return x
+# Slide 13 exactly, with flax's own Conv and max_pool: the reference.
+DeckSingleLayerCNN = deck.SingleLayerCNN
 
 
 def init_params(model, seed=0):
