@@ -4,6 +4,7 @@
     flaxfit evaluate --run runs/NAME
     flaxfit predict --run runs/NAME digit.png [more.png ...]
     flaxfit serve --run runs/NAME [--host 127.0.0.1] [--port 8000]
+    flaxfit eject --run runs/NAME -o train_NAME.py   # or --config FILE / train's flags
 
 Any bad flag or input ends with one line on stderr and exit code 2.
 """
@@ -190,7 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--stop-after", type=_positive_int, default=1,
                         help="epochs before the break (default 1)")  # fmt: skip
     verify.add_argument("--work-dir", type=Path, help="keep both runs here (default: a temp dir)")
-    parser.config_parsers = {"train": train, "verify-resume": verify}  # see main()
+    eject = commands.add_parser(
+        "eject",
+        help="one plain JAX/Flax/Optax file that trains a run (or a config) as fit() does",
+    )
+    eject.add_argument("--run", type=Path,
+                       help="the run to eject; without it, --config and train's flags say what")
+    _add_config_flags(eject)
+    eject.add_argument("-o", "--out", type=Path, required=True, help="the .py file to write")
+    eject.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.config_parsers = {"train": train, "verify-resume": verify, "eject": eject}  # main()
 
     check = commands.add_parser(
         "check", help="verify every file and checkpoint of a run against its recorded sha256s"
@@ -457,6 +467,30 @@ def _verify_resume(args: argparse.Namespace) -> int:
     return 0 if report.bit_exact else 1
 
 
+def _eject(args: argparse.Namespace) -> int:
+    from flaxfit.tools.eject import eject_config, eject_run, write_ejected
+
+    if args.out.exists() and not args.force:  # before any work: say it at once
+        raise ValueError(f"--out {args.out} exists; pass --force to overwrite it")
+    if args.run is not None:
+        given = [a for a in args.argv if a.startswith("--") and a.split("=")[0] not in
+                 ("--run", "--out", "--force")]  # fmt: skip
+        if given:
+            raise ValueError(
+                f"--run takes its config from the run; drop {given[0].split('=')[0]}, or drop "
+                "--run to eject a config of your own"
+            )
+        ejected = eject_run(args.run, file=args.out.name)
+    else:
+        ejected = eject_config(_config_from_args(args), file=args.out.name)
+    for note in ejected.notes:
+        print(f"flaxfit eject: {note}", file=sys.stderr)
+    write_ejected(args.out, ejected.source, force=args.force)
+    lines = ejected.source.count("\n")
+    print(f"wrote {args.out} ({lines} lines): run it with python {args.out}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from flaxfit.data import load_data
     from flaxfit.runs.directory import load_run
@@ -582,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": _summary,
         "params": _params,
         "export": _export,
+        "eject": _eject,
     }[args.command]
     try:
         return command(args)

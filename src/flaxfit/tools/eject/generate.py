@@ -1,0 +1,527 @@
+"""Write a run (or a config) out as one Python file that trains it the way fit() did.
+
+The file is assembled, in the deck's order, from:
+
+- the source of what fit() runs for this run, copied by `inspect.getsource` with
+  what it uses (`flaxfit.tools.eject.source.closure`): the model class and its
+  layer helpers (or the user's model file's), NNX's bridge to Linen's apply,
+  `epoch_order`, `steps_per_epoch`, `chunk_sizes`, `to_model_inputs`;
+- the steps of slide 14 and the loop around them (`TEMPLATE` below), where each
+  call of the model is written with the keywords flaxfit's own `forward` passes
+  to this model (`mode_keywords`, `takes_get_logits`), and the optimizer is the
+  optax expression `runs.optim.make_optimizer` builds for the config.
+
+What the ejector cannot reproduce bit for bit (BatchNorm statistics, dropout,
+augmentation, stock convs that fit() rewrites, transferred or frozen params,
+early stopping) is refused with `EjectError`, naming the part and why.
+tests/test_eject.py runs the files and compares their params with the runs'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from flaxfit.data import Dataset, load_data
+from flaxfit.models.nnx_bridge import NnxApply, split_module
+from flaxfit.models.outputs import mode_keywords, takes_get_logits
+from flaxfit.models.user import ModelSpecError, build_model, load_class, parse_model_spec
+from flaxfit.runs.config import TrainConfig
+from flaxfit.runs.directory import PARAMS_FILE, RunError, load_run, with_model_source
+from flaxfit.training.fast_ops import rules_for
+from flaxfit.training.loop import chunk_sizes, epoch_order, steps_per_epoch
+from flaxfit.training.step import to_model_inputs
+from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
+from flaxfit.tools.eject.source import Closure, EjectError, sorted_imports
+
+HEADER = '''"""Train {what} as `flaxfit train` did{where}: one file, JAX + Flax + Optax.
+
+Written by `flaxfit eject` from the code flaxfit's fit() runs, in the order of
+"JAX / Flax 入門": the data, the model, loss_fn and train_step (slide 14), the
+epoch order, a compiled chunk of steps, evaluation and fit(). `python {file}`
+trains and prints one line per epoch, the numbers of the run's history.json;
+`--params-out FILE` writes the final params (flax msgpack), equal to the run's
+params.msgpack array for array on the same kind of machine (CPU).
+
+Left out, because none of it changes the numbers: the progress bar,
+checkpoints and resuming, signal handling, the manifest, the run lock and
+multi-device sharding. `flaxfit train` has them.
+
+`flaxfit train` が行った学習を 1 つのファイルにしたものです。データ、モデル、
+loss_fn と train_step、エポックの順序、コンパイルされたステップのまとまり、評価、
+fit() を「JAX / Flax 入門」の順に並べています。`python {file}` で学習し、
+エポックごとに 1 行を表示します（数値は history.json と同じ）。進捗バー、
+チェックポイント、シグナル処理、マニフェスト、複数デバイスは省いてあります
+（数値は変わりません）。それらは `flaxfit train` にあります。
+"""'''
+
+TEMPLATE = '''
+# The run's config: every number below comes from it.
+SEED = {seed}
+EPOCHS = {epochs}
+BATCH_SIZE = {batch_size}
+STEPS_PER_DISPATCH = {steps_per_dispatch}  # train steps per compiled call
+EVAL_BATCH_SIZE = {eval_batch_size}
+NUM_CLASSES = {num_classes}
+{data_constants}
+
+{library_data}
+
+
+{load_data}
+
+
+# --- the model ----------------------------------------------------------------
+
+{model}
+
+
+def make_optimizer(steps_per_epoch: int) -> optax.GradientTransformation:
+    """The run's optimizer; schedules count global steps, EPOCHS * steps_per_epoch in all."""
+    return {optimizer}
+
+
+def create_train_state(key: jax.Array, steps_per_epoch: int) -> train_state.TrainState:
+    """The model's initial params wrapped with the optimizer, as Flax's TrainState."""
+{create_state}
+    return train_state.TrainState.create(apply_fn={apply_fn}, params=params,
+                                         tx=make_optimizer(steps_per_epoch))  # fmt: skip
+
+
+# --- loss and train step (slide 14) ---------------------------------------------
+
+
+@jax.jit
+def loss_fn(params, state, inputs, labels):
+    logits = {train_logits}
+    loss = optax.softmax_cross_entropy(logits, labels).mean()
+    return loss
+
+
+@jax.jit
+def train_step(state, inputs, labels):
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, state, inputs, labels)
+    new_state = state.apply_gradients(grads=grads)
+    return new_state, loss
+
+
+# --- the epoch: its order, and its steps in compiled chunks ---------------------
+
+
+{library_loop}
+
+
+@partial(jax.jit, static_argnames=("num_steps",), donate_argnames=("state",))
+def run_steps(state, images, labels, order, first_step, *, num_steps):
+    """Steps first_step .. first_step + num_steps - 1 of an epoch in one compiled scan."""
+    indices = jax.lax.dynamic_slice_in_dim(order, first_step * BATCH_SIZE, num_steps * BATCH_SIZE)
+
+    def one_step(state, batch):
+        inputs, targets = to_model_inputs(images[batch], labels[batch], NUM_CLASSES)
+        old = state
+        state, loss = train_step(state, inputs, targets)
+        # Accuracy of the params before the step, as the loss is: the same forward pass,
+        # which XLA computes once for both.
+        logits = {step_logits}
+        correct = jnp.sum(jnp.argmax(logits, -1) == jnp.argmax(targets, -1), dtype=jnp.int32)
+        return state, {{"loss": loss, "correct": correct}}
+
+    return jax.lax.scan(one_step, state, indices.reshape(num_steps, BATCH_SIZE))
+
+
+# --- evaluation: every test example counted once ----------------------------------
+
+
+def eval_step(state, inputs, labels, mask):
+    """Summed loss and correct predictions of one batch, counting only `mask`ed rows."""
+    logits = {eval_logits}
+    losses = optax.softmax_cross_entropy(logits, labels)
+    hits = jnp.argmax(logits, -1) == jnp.argmax(labels, -1)
+    return {{
+        "loss_sum": jnp.sum(jnp.where(mask, losses, 0.0)),
+        "correct": jnp.sum(hits & mask, dtype=jnp.int32),
+        "count": jnp.sum(mask, dtype=jnp.int32),
+    }}
+
+
+@partial(jax.jit, static_argnames=("batch_size",))
+def evaluate(state, images, labels, *, batch_size):
+    """Sums of eval_step over all of `images`, padded to whole batches and masked."""
+    n = images.shape[0]
+    batches = -(-n // batch_size)
+    pad = batches * batch_size - n
+    images = jnp.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1))
+    labels = jnp.pad(labels, [(0, pad)])
+    mask = jnp.arange(batches * batch_size) < n
+
+    def one_batch(totals, batch):
+        images, labels, mask = batch
+        inputs, targets = to_model_inputs(images, labels, NUM_CLASSES)
+        return jax.tree.map(jnp.add, totals, eval_step(state, inputs, targets, mask)), None
+
+    zeros = {{"loss_sum": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.int32(0)}}
+    batched = (images.reshape(batches, batch_size, *images.shape[1:]),
+               labels.reshape(batches, batch_size), mask.reshape(batches, batch_size))  # fmt: skip
+    return jax.lax.scan(one_batch, zeros, batched)[0]
+
+
+# --- fit() -------------------------------------------------------------------------
+
+
+def fit(state, train, test, epochs=EPOCHS):
+    """Train `state` for `epochs` epochs, evaluating on `test` after each; returns the
+    state and one row of metrics per epoch."""
+    images, labels = (jax.device_put(x) for x in train)  # the data lives on the device
+    test_images, test_labels = (jax.device_put(x) for x in test)
+    steps = steps_per_epoch(len(images), BATCH_SIZE)
+    history = []
+    for epoch in range(1, epochs + 1):
+        order = jax.device_put(epoch_order(SEED, epoch, len(images)))
+        done, chunks = 0, []
+        for size in chunk_sizes(steps, STEPS_PER_DISPATCH):
+            state, metrics = run_steps(state, images, labels, order, done, num_steps=size)
+            chunks.append(metrics)
+            done += size
+        chunks = jax.device_get(chunks)  # the epoch's one wait for the device
+        losses = np.concatenate([chunk["loss"] for chunk in chunks]).astype(np.float64)
+        correct = sum(int(chunk["correct"].sum()) for chunk in chunks)
+        batch_size = min(EVAL_BATCH_SIZE, len(test_images))
+        totals = jax.device_get(evaluate(state, test_images, test_labels, batch_size=batch_size))
+        row = {{
+            "epoch": epoch,
+            "train_loss": float(np.sum(losses)) / steps,
+            "train_accuracy": correct / (steps * BATCH_SIZE),
+            "test_loss": float(totals["loss_sum"]) / int(totals["count"]),
+            "test_accuracy": int(totals["correct"]) / int(totals["count"]),
+        }}
+        print("  ".join(f"{{name}} {{value!r}}" for name, value in row.items()), flush=True)
+        history.append(row)
+    return state, history
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params-out", help="write the final params here (flax msgpack)")
+    args = parser.parse_args()
+    train_images, train_labels, test_images, test_labels = load_data()
+    steps = steps_per_epoch(len(train_images), BATCH_SIZE)
+    state = create_train_state(jax.random.key(SEED), steps)
+    state, _ = fit(state, (train_images, train_labels), (test_images, test_labels))
+    if args.params_out:
+        with open(args.params_out, "wb") as file:
+            file.write(serialization.to_bytes(jax.device_get(state.params)))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+#: Imports the template itself uses.
+TEMPLATE_IMPORTS = {
+    "import argparse",
+    "from functools import partial",
+    "import jax",
+    "import jax.numpy as jnp",
+    "import numpy as np",
+    "import optax",
+    "from flax import serialization",
+    "from flax.training import train_state",
+}
+
+
+@dataclass
+class Ejected:
+    """An ejected file's text and what the CLI says about it."""
+
+    source: str
+    config: TrainConfig
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _refuse_options(config: TrainConfig) -> None:
+    """EjectError for the config options whose numbers the file does not reproduce."""
+    refused = {
+        "augment": "--augment (the file has no augmentation on the device)",
+        "init_from": "--init-from (the file starts from fresh params)",
+        "freeze": "--freeze (the file has no frozen params)",
+        "early_stop_patience": "--early-stop-patience (early stopping restores the best "
+        "checkpoint's params, and the file keeps no checkpoints)",
+    }
+    for name, why in refused.items():
+        if getattr(config, name):
+            raise EjectError(f"cannot eject {why}; train without it to eject the run")
+
+
+def optimizer_expression(config: TrainConfig) -> str:
+    """The optax expression `runs.optim.make_optimizer(config, steps_per_epoch)` builds,
+    in terms of `steps_per_epoch` (checked against it in tests/test_eject.py)."""
+    total = "EPOCHS * steps_per_epoch"
+    lr = {
+        "constant": f"{config.lr!r}",
+        "cosine": f"optax.cosine_decay_schedule({config.lr!r}, decay_steps={total})",
+        "warmup_cosine": (
+            f"optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value={config.lr!r}, "
+            f"warmup_steps=round({config.warmup_epochs!r} * steps_per_epoch), "
+            f"decay_steps={total}, end_value=0.0)"
+        ),
+        "exponential": (
+            f"optax.exponential_decay({config.lr!r}, transition_steps=steps_per_epoch, "
+            f"decay_rate={config.decay_rate!r})"
+        ),
+        "onecycle": f"optax.cosine_onecycle_schedule(transition_steps={total}, "
+        f"peak_value={config.lr!r})",
+    }[config.schedule]
+    parts = []
+    if config.clip_norm is not None:
+        parts.append(f"optax.clip_by_global_norm({config.clip_norm!r})")
+    if config.optimizer == "adamw":
+        parts.append(f"optax.adamw({lr}, weight_decay={config.weight_decay!r})")
+    else:
+        if config.weight_decay:
+            parts.append(f"optax.add_decayed_weights({config.weight_decay!r})")
+        if config.optimizer == "sgd":
+            parts.append(f"optax.sgd({lr}, momentum={config.momentum or None!r})")
+        else:
+            parts.append(f"optax.adam({lr})")
+    return parts[0] if len(parts) == 1 else f"optax.chain({', '.join(parts)})"
+
+
+def _model_class_and_options(config: TrainConfig) -> tuple[type, dict[str, Any]]:
+    """The class fit() trained and the options it was built with (besides NNX's rngs)."""
+    from flaxfit.models.registry import MODELS, NNX_MODELS
+
+    if config.user_model:
+        try:
+            cls = load_class(parse_model_spec(config.model))
+        except ModelSpecError as error:
+            raise EjectError(str(error)) from None
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model_args.items()}
+        return cls, options
+    cls = (MODELS if config.api == "linen" else NNX_MODELS)[config.model]
+    options: dict[str, Any] = {"num_classes": config.num_classes}
+    if config.dtype != "float32":
+        options["dtype"] = jnp.dtype(config.dtype)
+    if config.api == "nnx":
+        options["input_shape"] = tuple(config.input_shape)
+    return cls, options
+
+
+def _constructor(cls: type, options: dict[str, Any], nnx_module: bool) -> str:
+    """`Class(option=value, ...)`, leaving out the options equal to their defaults."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    shown = []
+    for name, value in options.items():
+        if name in defaults and _same(defaults[name], value):
+            continue
+        text = f"jnp.{value.name}" if isinstance(value, np.dtype) else repr(value)
+        shown.append(f"{name}={text}")
+    if nnx_module:
+        shown.append("rngs=nnx.Rngs(SEED)")
+    return f"{cls.__name__}({', '.join(shown)})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:  # arrays and other values without a plain ==
+        return False
+
+
+def _primitives(jaxpr: Any) -> set[str]:
+    """Every primitive in a jaxpr and the jaxprs nested in its equations."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    names |= _primitives(inner)
+    return names
+
+
+def _apply_call(apply_fn: Any, state: str, params: str, *, train: bool) -> str:
+    """The model call flaxfit's `forward` makes for this model, as source text."""
+    keywords = dict(mode_keywords(apply_fn, train))
+    if takes_get_logits(apply_fn):
+        keywords["get_logits"] = True
+    shown = "".join(f", {name}={value!r}" for name, value in keywords.items())
+    return f'{state}.apply_fn({{"params": {params}}}, inputs{shown})'
+
+
+def _check_model(config: TrainConfig, model: Any, state: Any) -> None:
+    """EjectError unless fit() computed this model exactly as the ejected file will."""
+    from flaxfit.models.outputs import forward
+
+    label = config.model
+    if getattr(state, "batch_stats", None) is not None:
+        raise EjectError(
+            f"cannot eject {label}: it has BatchNorm statistics (batch_stats), which the "
+            "ejected train step does not carry"
+        )
+    x = jnp.zeros((2, *config.input_shape), jnp.float32)
+    if isinstance(state.apply_fn, NnxApply):
+        if state.apply_fn.streams:
+            raise EjectError(
+                f"cannot eject {label}: it draws random numbers (nnx.Rngs streams "
+                f"{', '.join(state.apply_fn.streams)}, e.g. Dropout), which fit() keys by "
+                "(seed, epoch, step) and the ejected step does not"
+            )
+    else:
+        try:
+            jax.eval_shape(lambda p: forward(state.apply_fn, p, x, train=True)[0], state.params)
+        except Exception:
+            raise EjectError(
+                f"cannot eject {label}: in training it needs a random key (dropout), which "
+                "fit() derives from (seed, epoch, step) and the ejected step does not"
+            ) from None
+    jaxpr = jax.make_jaxpr(lambda p: forward(state.apply_fn, p, x, train=True)[0])(state.params)
+    rewritten = sorted(_primitives(jaxpr.jaxpr) & set(rules_for()))
+    if rewritten:
+        raise EjectError(
+            f"cannot eject {label}: fit() runs its {', '.join(rewritten)} through "
+            "flaxfit.training.fast_ops (as slices + matmul on this backend), which rounds "
+            "differently from the model as written, so a plain file would not give the run's "
+            "params; write the conv and pool as flaxfit.models._layers does, or train with "
+            "fit(fast_ops=False)"
+        )
+
+
+def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file: str = "train.py"
+                 ) -> str:  # fmt: skip
+    """The ejected file's text for `config` trained on `dataset`.
+
+    Raises:
+        EjectError: a part of the run that the file cannot reproduce, named with why.
+    """
+    _refuse_options(config)
+    config = config.record_data(dataset.image_shape, dataset.class_names)
+    cls, options = _model_class_and_options(config)
+    nnx_module = not issubclass(cls, nn.Module)
+    from flaxfit.runs.optim import make_optimizer
+    from flaxfit.training.step import create_train_state
+
+    try:
+        model = build_model(cls, options, seed=config.seed, label=config.model)
+    except ModelSpecError as error:
+        raise EjectError(str(error)) from None
+    steps = steps_per_epoch(len(dataset.train), config.batch_size)
+    state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps),
+                               input_shape=(1, *config.input_shape))  # fmt: skip
+    _check_model(config, model, state)
+
+    closure = Closure(provided={"NUM_CLASSES": config.num_classes})
+    closure.add(cls)
+    if nnx_module:
+        closure.add(split_module)
+    model_source = "\n\n\n".join(closure.definitions)
+    constructor = _constructor(cls, options, nnx_module)
+    if nnx_module:
+        create_state = f"    del key  # NNX modules initialise from nnx.Rngs(SEED)\n" \
+                       f"    apply_fn, params, _ = split_module({constructor})"  # fmt: skip
+        apply_fn = "apply_fn"
+    else:
+        shape = ", ".join(str(d) for d in (1, *config.input_shape))
+        create_state = (f"    model = {constructor}\n"
+                        f"    params = model.init(key, jnp.zeros(({shape}), jnp.float32))[\"params\"]")  # fmt: skip
+        apply_fn = "model.apply"
+
+    count = len(closure.definitions)
+    functions, data_constants, reader = data_section(config, dataset)
+    for function in functions:
+        closure.add(function)
+    closure.add(data_sha256)
+    if "ROLES" not in closure.origins:
+        closure.add_global(functions[0].__module__, "ROLES")
+    data_definitions = closure.definitions[count:]
+    count = len(closure.definitions)
+    for function in (epoch_order, steps_per_epoch, chunk_sizes, to_model_inputs):
+        closure.add(function)
+    loop_definitions = closure.definitions[count:]
+
+    body = TEMPLATE.format(
+        seed=config.seed, epochs=config.epochs, batch_size=config.batch_size,
+        steps_per_dispatch=config.steps_per_dispatch, eval_batch_size=config.eval_batch_size,
+        num_classes=config.num_classes, data_constants=data_constants.rstrip(),
+        library_data="\n\n\n".join(data_definitions), load_data=load_data_source(reader),
+        model=model_source, optimizer=optimizer_expression(config), create_state=create_state,
+        apply_fn=apply_fn, train_logits=_apply_call(state.apply_fn, "state", "params", train=True),
+        step_logits=_apply_call(state.apply_fn, "old", "old.params", train=True),
+        eval_logits=_apply_call(state.apply_fn, "state", "state.params", train=False),
+        library_loop="\n\n\n".join(loop_definitions),
+    )  # fmt: skip
+    imports = set(TEMPLATE_IMPORTS) | closure.imports
+    if nnx_module:
+        imports.add("from flax import nnx")
+    what = f"{config.model} on {config.dataset}"
+    header = HEADER.format(what=what, where=where, file=file)
+    return f"{header}\n\n{sorted_imports(imports)}\n\n{body.strip()}\n"
+
+
+def _load_dataset(config: TrainConfig) -> Dataset:
+    try:
+        return load_data(config.dataset, config.data_dir, image_size=config.image_size,
+                         verbose=False)  # fmt: skip
+    except ValueError as error:
+        raise EjectError(f"loading the data: {error}") from None
+
+
+def eject_run(directory: str | Path, *, file: str = "train.py") -> Ejected:
+    """The ejected file of the run in `directory` (finished or not).
+
+    Raises:
+        RunError: no run there, or a damaged config.
+        EjectError: a part of the run the file cannot reproduce.
+    """
+    directory = Path(directory)
+    run = load_run(directory, with_params=False)
+    notes = []
+    if not (directory / PARAMS_FILE).exists():
+        notes.append(
+            f"{directory} is unfinished ({len(run.history)} of {run.config.epochs} epochs): "
+            "the ejected file trains it from the start"
+        )
+    source = eject_source(run.config, _load_dataset(run.config), where=f" for {directory}",
+                          file=file)  # fmt: skip
+    return Ejected(source, run.config, notes)
+
+
+def eject_config(config: TrainConfig, *, file: str = "train.py") -> Ejected:
+    """The ejected file of a run not trained yet: what `flaxfit train` would run for `config`."""
+    try:
+        config = with_model_source(config)
+    except RunError as error:
+        raise EjectError(str(error)) from None
+    return Ejected(eject_source(config, _load_dataset(config), file=file), config)
+
+
+def write_ejected(path: str | Path, source: str, *, force: bool = False) -> Path:
+    """Write `source` to `path` (atomically); an existing file only with `force`.
+
+    Raises:
+        EjectError: `path` exists and `force` is False, or its directory does not exist.
+    """
+    from flaxfit.files import write_atomic
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise EjectError(f"{path} exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise EjectError(f"{path}: directory {path.parent} does not exist")
+    write_atomic(path, source.encode())
+    return path
+
+
+__all__ = ["Ejected", "eject_config", "eject_run", "eject_source", "write_ejected"]
