@@ -195,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eject",
         help="one plain JAX/Flax/Optax file that trains a run (or a config) as fit() does",
     )
-    eject.add_argument("--run", type=Path,
-                       help="the run to eject; without it, --config and train's flags say what")
+    eject.add_argument("--run", type=Path, help="the run to eject (else: --config, train's flags)")
     _add_config_flags(eject)
     eject.add_argument("-o", "--out", type=Path, required=True, help="the .py file to write")
     eject.add_argument("--force", action="store_true", help="overwrite --out if it exists")

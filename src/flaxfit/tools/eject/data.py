@@ -71,7 +71,7 @@ def data_section(config: TrainConfig, dataset: Dataset) -> tuple[list[object], s
     if config.dataset in ("mnist", "fashion_mnist") and config.data_dir:
         files = find_idx_files(config.data_dir)
         listed = ",\n".join(f'    "{role}": "{files[role]}"' for role in ROLES)
-        constants = f"DATA = {{\n{listed},\n}}\nDATA_SHA256 = \"{digest}\"\n"
+        constants = f'DATA = {{\n{listed},\n}}\nDATA_SHA256 = "{digest}"\n'
         return [read_idx], constants, "tuple(read_idx(DATA[role]) for role in ROLES)"
     if config.dataset in ("mnist", "fashion_mnist", "cifar10") and not config.data_dir:
         path = cache_path(default_cache_dir(), config.dataset)

@@ -33,34 +33,28 @@ from flax import linen as nn
 from flaxfit.data import Dataset, load_data
 from flaxfit.models.nnx_bridge import NnxApply, split_module
 from flaxfit.models.outputs import mode_keywords, takes_get_logits
-from flaxfit.models.user import ModelSpecError, build_model, load_class, parse_model_spec
+from flaxfit.models.user import ModelSpecError, load_class, parse_model_spec
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import PARAMS_FILE, RunError, load_run, with_model_source
+from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
+from flaxfit.tools.eject.source import Closure, EjectError, sorted_imports
 from flaxfit.training.fast_ops import rules_for
 from flaxfit.training.loop import chunk_sizes, epoch_order, steps_per_epoch
 from flaxfit.training.step import to_model_inputs
-from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
-from flaxfit.tools.eject.source import Closure, EjectError, sorted_imports
 
-HEADER = '''"""Train {what} as `flaxfit train` did{where}: one file, JAX + Flax + Optax.
+HEADER = '''"""Train {what} as `flaxfit train` did{where}, in one file of JAX, Flax and Optax.
 
-Written by `flaxfit eject` from the code flaxfit's fit() runs, in the order of
-"JAX / Flax 入門": the data, the model, loss_fn and train_step (slide 14), the
-epoch order, a compiled chunk of steps, evaluation and fit(). `python {file}`
-trains and prints one line per epoch, the numbers of the run's history.json;
-`--params-out FILE` writes the final params (flax msgpack), equal to the run's
-params.msgpack array for array on the same kind of machine (CPU).
+Written by `flaxfit eject` from the code flaxfit's fit() runs, in the deck's order
+(data, model, loss_fn, train_step, epoch order, compiled steps, evaluation, fit).
+`python {file}` prints one line per epoch, as in the run's history.json;
+`--params-out FILE` writes the final params (msgpack), equal to the run's params.msgpack
+on a CPU. Left out, as none of it changes the numbers: the progress bar, checkpoints,
+resuming, signals, the manifest, the run lock and multi-device sharding; `flaxfit train`
+has them.
 
-Left out, because none of it changes the numbers: the progress bar,
-checkpoints and resuming, signal handling, the manifest, the run lock and
-multi-device sharding. `flaxfit train` has them.
-
-`flaxfit train` が行った学習を 1 つのファイルにしたものです。データ、モデル、
-loss_fn と train_step、エポックの順序、コンパイルされたステップのまとまり、評価、
-fit() を「JAX / Flax 入門」の順に並べています。`python {file}` で学習し、
-エポックごとに 1 行を表示します（数値は history.json と同じ）。進捗バー、
-チェックポイント、シグナル処理、マニフェスト、複数デバイスは省いてあります
-（数値は変わりません）。それらは `flaxfit train` にあります。
+`flaxfit train` の学習を 1 ファイルにしたもの（データ、モデル、loss_fn、train_step、
+エポック、評価、fit() の順）。進捗バー、チェックポイント、シグナル、マニフェスト、
+複数デバイスは数値を変えないので省略。それらは `flaxfit train` にあります。
 """'''
 
 TEMPLATE = '''
@@ -408,19 +402,25 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
     """
     _refuse_options(config)
     config = config.record_data(dataset.image_shape, dataset.class_names)
-    cls, options = _model_class_and_options(config)
-    nnx_module = not issubclass(cls, nn.Module)
     from flaxfit.runs.optim import make_optimizer
     from flaxfit.training.step import create_train_state
 
     try:
-        model = build_model(cls, options, seed=config.seed, label=config.model)
+        model = config.make_model()  # the very module `flaxfit train` builds
     except ModelSpecError as error:
         raise EjectError(str(error)) from None
     steps = steps_per_epoch(len(dataset.train), config.batch_size)
     state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps),
                                input_shape=(1, *config.input_shape))  # fmt: skip
     _check_model(config, model, state)
+    factory, options = _model_class_and_options(config)
+    cls = type(model)
+    if factory is not cls:
+        raise EjectError(
+            f"cannot eject {config.model}: it is built by the function {factory.__name__}, and "
+            "the ejector writes out model classes only"
+        )
+    nnx_module = not issubclass(cls, nn.Module)
 
     closure = Closure(provided={"NUM_CLASSES": config.num_classes})
     closure.add(cls)
@@ -434,8 +434,8 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
         apply_fn = "apply_fn"
     else:
         shape = ", ".join(str(d) for d in (1, *config.input_shape))
-        create_state = (f"    model = {constructor}\n"
-                        f"    params = model.init(key, jnp.zeros(({shape}), jnp.float32))[\"params\"]")  # fmt: skip
+        zeros = f"jnp.zeros(({shape}), jnp.float32)"
+        create_state = f'    model = {constructor}\n    params = model.init(key, {zeros})["params"]'
         apply_fn = "model.apply"
 
     count = len(closure.definitions)
@@ -493,7 +493,7 @@ def eject_run(directory: str | Path, *, file: str = "train.py") -> Ejected:
             f"{directory} is unfinished ({len(run.history)} of {run.config.epochs} epochs): "
             "the ejected file trains it from the start"
         )
-    source = eject_source(run.config, _load_dataset(run.config), where=f" for {directory}",
+    source = eject_source(run.config, _load_dataset(run.config), where=f" ({directory.name})",
                           file=file)  # fmt: skip
     return Ejected(source, run.config, notes)
 
