@@ -37,7 +37,7 @@ from flaxfit.models.user import ModelSpecError, load_class, parse_model_spec
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import PARAMS_FILE, RunError, load_run, with_model_source
 from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
-from flaxfit.tools.eject.source import Closure, EjectError, sorted_imports
+from flaxfit.tools.eject.source import LINE_LENGTH, Closure, EjectError, sorted_imports
 from flaxfit.training.fast_ops import rules_for
 from flaxfit.training.loop import chunk_sizes, epoch_order, steps_per_epoch
 from flaxfit.training.step import to_model_inputs
@@ -80,7 +80,7 @@ NUM_CLASSES = {num_classes}
 
 def make_optimizer(steps_per_epoch: int) -> optax.GradientTransformation:
     """The run's optimizer; schedules count global steps, EPOCHS * steps_per_epoch in all."""
-    return {optimizer}
+    {optimizer}
 
 
 def create_train_state(key: jax.Array, steps_per_epoch: int) -> train_state.TrainState:
@@ -254,38 +254,49 @@ def _refuse_options(config: TrainConfig) -> None:
             raise EjectError(f"cannot eject {why}; train without it to eject the run")
 
 
-def optimizer_expression(config: TrainConfig) -> str:
-    """The optax expression `runs.optim.make_optimizer(config, steps_per_epoch)` builds,
-    in terms of `steps_per_epoch` (checked against it in tests/test_eject.py)."""
-    total = "EPOCHS * steps_per_epoch"
-    lr = {
-        "constant": f"{config.lr!r}",
-        "cosine": f"optax.cosine_decay_schedule({config.lr!r}, decay_steps={total})",
-        "warmup_cosine": (
-            f"optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value={config.lr!r}, "
-            f"warmup_steps=round({config.warmup_epochs!r} * steps_per_epoch), "
-            f"decay_steps={total}, end_value=0.0)"
-        ),
-        "exponential": (
-            f"optax.exponential_decay({config.lr!r}, transition_steps=steps_per_epoch, "
-            f"decay_rate={config.decay_rate!r})"
-        ),
-        "onecycle": f"optax.cosine_onecycle_schedule(transition_steps={total}, "
-        f"peak_value={config.lr!r})",
-    }[config.schedule]
+def _call(function: str, arguments: list[str], indent: int, prefix: int) -> str:
+    """`function(a, b)` on one line (after `prefix` characters of the statement), or one
+    argument a line, as ruff formats a call too long for one."""
+    line = f"{function}({', '.join(arguments)})"
+    if indent + prefix + len(line) <= LINE_LENGTH:
+        return line
+    inner = " " * (indent + 4)
+    return f"{function}(\n" + "".join(f"{inner}{a},\n" for a in arguments) + " " * indent + ")"
+
+
+def optimizer_expression(config: TrainConfig, indent: int = 4) -> str:
+    """The body of the ejected `make_optimizer(steps_per_epoch)`: the optax transformation
+    `runs.optim.make_optimizer(config, steps_per_epoch)` builds (checked against it, update
+    for update, in tests/test_eject.py)."""
+    total = "decay_steps=EPOCHS * steps_per_epoch"
+    lr = f"{config.lr!r}"
+    schedule = {
+        "constant": None,
+        "cosine": ("optax.cosine_decay_schedule", [lr, total]),
+        "warmup_cosine": ("optax.warmup_cosine_decay_schedule", [
+            "init_value=0.0", f"peak_value={lr}",
+            f"warmup_steps=round({config.warmup_epochs!r} * steps_per_epoch)", total,
+            "end_value=0.0"]),
+        "exponential": ("optax.exponential_decay", [
+            lr, "transition_steps=steps_per_epoch", f"decay_rate={config.decay_rate!r}"]),
+        "onecycle": ("optax.cosine_onecycle_schedule", [
+            "transition_steps=EPOCHS * steps_per_epoch", f"peak_value={lr}"]),
+    }[config.schedule]  # fmt: skip
     parts = []
     if config.clip_norm is not None:
         parts.append(f"optax.clip_by_global_norm({config.clip_norm!r})")
     if config.optimizer == "adamw":
-        parts.append(f"optax.adamw({lr}, weight_decay={config.weight_decay!r})")
+        parts.append(f"optax.adamw(learning_rate, weight_decay={config.weight_decay!r})")
     else:
         if config.weight_decay:
             parts.append(f"optax.add_decayed_weights({config.weight_decay!r})")
         if config.optimizer == "sgd":
-            parts.append(f"optax.sgd({lr}, momentum={config.momentum or None!r})")
+            parts.append(f"optax.sgd(learning_rate, momentum={config.momentum or None!r})")
         else:
-            parts.append(f"optax.adam({lr})")
-    return parts[0] if len(parts) == 1 else f"optax.chain({', '.join(parts)})"
+            parts.append("optax.adam(learning_rate)")
+    rate = lr if schedule is None else _call(*schedule, indent, len("learning_rate = "))
+    transform = parts[0] if len(parts) == 1 else _call("optax.chain", parts, indent, 7)
+    return f"learning_rate = {rate}\n{' ' * indent}return {transform}"
 
 
 def _model_class_and_options(config: TrainConfig) -> tuple[type, dict[str, Any]]:
@@ -312,7 +323,7 @@ def _constructor(cls: type, options: dict[str, Any], nnx_module: bool) -> str:
     """`Class(option=value, ...)`, leaving out the options equal to their defaults."""
     defaults = {
         name: p.default
-        for name, p in inspect.signature(cls).parameters.items()
+        for name, p in inspect.signature(cls.__init__ if nnx_module else cls).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
     shown = []
@@ -429,8 +440,11 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
     model_source = "\n\n\n".join(closure.definitions)
     constructor = _constructor(cls, options, nnx_module)
     if nnx_module:
-        create_state = f"    del key  # NNX modules initialise from nnx.Rngs(SEED)\n" \
-                       f"    apply_fn, params, _ = split_module({constructor})"  # fmt: skip
+        create_state = (
+            "    del key  # NNX modules initialise from nnx.Rngs(SEED)\n"
+            f"    model = {constructor}\n"
+            "    apply_fn, params, _ = split_module(model)"
+        )
         apply_fn = "apply_fn"
     else:
         shape = ", ".join(str(d) for d in (1, *config.input_shape))
