@@ -47,6 +47,13 @@ STOCK_CONV_MODEL = """
 from flax import linen as nn
 
 
+class WithBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.BatchNorm(use_running_average=not train)(x.reshape([x.shape[0], -1]))
+        return nn.Dense(10)(x)
+
+
 class StockCNN(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -224,7 +231,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, model_file):
         capsys, ["eject", "--model", f"{stock}:StockCNN", "-o", str(tmp_path / "s.py")]
     )
     assert "cannot eject" in err and "conv_general_dilated" in err and "fast_ops" in err
-    err = _error_line(capsys, ["eject", "--model", "resnet8", "-o", str(tmp_path / "r.py")])
+    err = _error_line(
+        capsys, ["eject", "--model", f"{stock}:WithBatchNorm", "-o", str(tmp_path / "r.py")]
+    )
     assert "BatchNorm" in err
     err = _error_line(
         capsys, ["eject", "--model", "cnn1", "--augment", "-o", str(tmp_path / "a.py")]

@@ -33,7 +33,7 @@ from flax import linen as nn
 from flaxfit.data import Dataset, load_data
 from flaxfit.models.nnx_bridge import NnxApply, split_module
 from flaxfit.models.outputs import mode_keywords, takes_get_logits
-from flaxfit.models.user import ModelSpecError, load_class, parse_model_spec
+from flaxfit.models.user import ModelSpecError
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import PARAMS_FILE, RunError, load_run, with_model_source
 from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
@@ -299,17 +299,14 @@ def optimizer_expression(config: TrainConfig, indent: int = 4) -> str:
     return f"learning_rate = {rate}\n{' ' * indent}return {transform}"
 
 
-def _model_class_and_options(config: TrainConfig) -> tuple[type, dict[str, Any]]:
-    """The class fit() trained and the options it was built with (besides NNX's rngs)."""
+def _model_class_and_options(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """The registry's factory of the model (None for a user's class) and the options it was
+    built with (besides NNX's rngs)."""
     from flaxfit.models.registry import MODELS, NNX_MODELS
 
-    if config.user_model:
-        try:
-            cls = load_class(parse_model_spec(config.model))
-        except ModelSpecError as error:
-            raise EjectError(str(error)) from None
+    if config.user_model:  # the class is the built module's own (importing again makes another)
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model_args.items()}
-        return cls, options
+        return None, options
     cls = (MODELS if config.api == "linen" else NNX_MODELS)[config.model]
     options: dict[str, Any] = {"num_classes": config.num_classes}
     if config.dtype != "float32":
@@ -426,7 +423,7 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
     _check_model(config, model, state)
     factory, options = _model_class_and_options(config)
     cls = type(model)
-    if factory is not cls:
+    if factory is not None and factory is not cls:
         raise EjectError(
             f"cannot eject {config.model}: it is built by the function {factory.__name__}, and "
             "the ejector writes out model classes only"
