@@ -171,12 +171,21 @@ def test_evaluate_predict_and_export_speak_the_runs_classes_and_shape(colour_run
     assert exported.call(np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 4)
 
 
-def test_the_report_names_the_classes_and_the_digit_pad_refuses_colour_runs(colour_run, capsys):
+def test_the_report_names_the_classes_and_serve_offers_the_upload_page(
+    colour_run, capsys, tmp_path, monkeypatch
+):
+    from starlette.testclient import TestClient
+
+    from flaxfit.tools.serve import server
+
     root, out, _ = colour_run
-    assert cli_main(["plot", "--run", str(out), "--out", str(root / "plots")]) == 0
-    assert (root / "plots" / "confusion_matrix.png").exists()
-    assert (root / "plots" / "filters.png").exists()  # the colour first layer, as RGB
-    capsys.readouterr()
-    assert cli_main(["serve", "--run", str(out), "--port", "0"]) == 2
-    error = capsys.readouterr().err
-    assert "draws 28x28 grayscale digits" in error and "flaxfit predict" in error
+    assert cli_main(["plot", "--run", str(out), "--out", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "confusion_matrix.png").exists()
+    assert (tmp_path / "plots" / "filters.png").exists()  # the colour first layer, as RGB
+    served = []
+    # Stop short of serving: what the server would serve is checked through its app.
+    monkeypatch.setattr(server, "_run_uvicorn", lambda app, sock: served.append(app))
+    assert cli_main(["serve", "--run", str(out), "--port", "0"]) == 0
+    with TestClient(served[0]) as client:
+        assert "flaxfit picture reader" in client.get("/").text
+        assert client.get("/api/model").json()["classes"] == list(CLASSES)

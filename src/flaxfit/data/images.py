@@ -20,6 +20,9 @@ from PIL import Image, UnidentifiedImageError
 
 SIDE = 28
 BOX = 20
+#: MNIST's image shapes: a run on these reads digits, prepared by `prepare_digit`;
+#: a run on any other shape takes pictures as they are (`load_picture`).
+DIGIT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1))
 #: Larger pictures are refused before decoding (a PNG bomb is tiny on disk).
 MAX_PIXELS = 4096 * 4096
 
