@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
-import os
 import struct
 import threading
 import time
@@ -15,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from helpers import shared_directory
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -45,25 +45,20 @@ def shared_digit_run(tmp_path_factory) -> Path:
     """A cnn1 run trained on `stroke_digits`: it reads digits drawn with a pen or a mouse.
 
     Trained once per test session (about 10 s on 2 cores) and shared by the
-    pytest-xdist workers: the first one to take the lock trains, the others
-    wait and reuse the run directory.
+    pytest-xdist workers (see `helpers.shared_directory`).
     """
     from flaxfit.data import Dataset, Split
     from flaxfit.runs.config import TrainConfig
-    from flaxfit.runs.directory import PARAMS_FILE, train_run
+    from flaxfit.runs.directory import train_run
     from stroke_digits import stroke_digits
 
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's dir
-    run = root / "stroke-digits-cnn1"
-    with open(root / "stroke-digits-cnn1.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not (run / PARAMS_FILE).exists():
-            train, test = stroke_digits(1500, seed=0), stroke_digits(300, seed=1)
-            data = Dataset("mnist", Split(*train), Split(*test), source="tests/stroke_digits.py")
-            config = TrainConfig(model="cnn1", epochs=1, batch_size=50)
-            train_run(config, run, dataset=data, verbose=False, log=lambda message: None)
-    return run
+    def make(run: Path) -> None:
+        train, test = stroke_digits(1500, seed=0), stroke_digits(300, seed=1)
+        data = Dataset("mnist", Split(*train), Split(*test), source="tests/stroke_digits.py")
+        config = TrainConfig(model="cnn1", epochs=1, batch_size=50)
+        train_run(config, run, dataset=data, verbose=False, log=lambda message: None)
+
+    return shared_directory(tmp_path_factory, "stroke-digits-cnn1", make)
 
 
 @contextlib.contextmanager

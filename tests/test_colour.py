@@ -11,28 +11,12 @@ import pytest
 
 import flaxfit
 from flaxfit.cli import main as cli_main
-from flaxfit.data import Dataset, Split
 from flaxfit.models.params import count
 from flaxfit.runs import directory as run_directory
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import RunError, load_run, train_run
 from flaxfit.training import augment
-
-CLASSES = ("cat", "dog", "ship", "tree")
-
-
-def colour_dataset(n_train=800, n_test=200, side=16, seed=0) -> Dataset:
-    """Four classes, each a fixed random colour picture plus noise: learnable, not trivial."""
-    prototypes = np.random.default_rng(1234).integers(0, 256, (4, side, side, 3))
-
-    def split(n, seed):
-        rng = np.random.default_rng(seed)
-        labels = rng.integers(0, 4, n)
-        images = prototypes[labels] * 0.6 + rng.integers(0, 100, (n, side, side, 3))
-        return Split(images.clip(0, 255).astype(np.uint8), labels.astype(np.uint8), 4)
-
-    return Dataset("npz", split(n_train, seed), split(n_test, seed + 1), source="synthetic",
-                   class_names=CLASSES)  # fmt: skip
+from helpers import CLASSES, colour_dataset, shared_colour_run
 
 
 # The ResNets are checked on colour pictures by the tests below (they compile for ~20 s).
@@ -160,17 +144,9 @@ def test_a_training_set_too_large_for_the_device_stops_before_anything_is_writte
 
 @pytest.fixture(scope="module")
 def colour_run(tmp_path_factory):
-    """A finished resnet8 run on colour pictures, saved as an npz dataset the CLI can read."""
-    root = tmp_path_factory.mktemp("colour")
-    data = colour_dataset(400, 100)
-    np.savez(root / "data.npz", x_train=data.train.images, y_train=data.train.labels,
-             x_test=data.test.images, y_test=data.test.labels,
-             class_names=np.array(CLASSES))  # fmt: skip
-    out = root / "run"
-    code = cli_main(["train", "--model", "resnet8", "--dataset", f"npz:{root / 'data.npz'}",
-                             "--epochs", "2", "--batch-size", "50", "--out", str(out), "--quiet"])
-    assert code == 0
-    return root, out, data
+    """A finished resnet8 run on colour pictures, trained from an npz file with the CLI."""
+    root = shared_colour_run(tmp_path_factory)
+    return root, root / "run", colour_dataset(400, 100)
 
 
 def test_evaluate_predict_and_export_speak_the_runs_classes_and_shape(colour_run, capsys, tmp_path):
@@ -195,12 +171,21 @@ def test_evaluate_predict_and_export_speak_the_runs_classes_and_shape(colour_run
     assert exported.call(np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 4)
 
 
-def test_the_report_names_the_classes_and_the_digit_pad_refuses_colour_runs(colour_run, capsys):
+def test_the_report_names_the_classes_and_serve_offers_the_upload_page(
+    colour_run, capsys, tmp_path, monkeypatch
+):
+    from starlette.testclient import TestClient
+
+    from flaxfit.tools.serve import server
+
     root, out, _ = colour_run
-    assert cli_main(["plot", "--run", str(out), "--out", str(root / "plots")]) == 0
-    assert (root / "plots" / "confusion_matrix.png").exists()
-    assert (root / "plots" / "filters.png").exists()  # the colour first layer, as RGB
-    capsys.readouterr()
-    assert cli_main(["serve", "--run", str(out), "--port", "0"]) == 2
-    error = capsys.readouterr().err
-    assert "draws 28x28 grayscale digits" in error and "flaxfit predict" in error
+    assert cli_main(["plot", "--run", str(out), "--out", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "confusion_matrix.png").exists()
+    assert (tmp_path / "plots" / "filters.png").exists()  # the colour first layer, as RGB
+    served = []
+    # Stop short of serving: what the server would serve is checked through its app.
+    monkeypatch.setattr(server, "_run_uvicorn", lambda app, sock: served.append(app))
+    assert cli_main(["serve", "--run", str(out), "--port", "0"]) == 0
+    with TestClient(served[0]) as client:
+        assert "flaxfit picture reader" in client.get("/").text
+        assert client.get("/api/model").json()["classes"] == list(CLASSES)

@@ -7,8 +7,10 @@ from PIL import Image
 from flaxfit.data.images import (
     MAX_PIXELS,
     decode_image,
+    decode_picture,
     is_dark_on_light,
     load_digit,
+    load_picture,
     prepare_digit,
     read_image,
 )
@@ -103,3 +105,24 @@ def test_decode_image_refuses_other_formats_garbage_and_bombs():
         decode_image(png_bomb(5000, 5000), max_pixels=1000)  # flaxfit's limit
     with pytest.raises(ValueError, match=r"40x40 pixels is larger than the 1,000 pixels allowed"):
         decode_image(png_bytes(np.zeros((40, 40), np.uint8)), max_pixels=1000)
+
+
+def test_decode_picture_converts_an_upload_exactly_as_load_picture_converts_its_file(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (40, 30, 4), dtype=np.uint8)
+    for name, image, kind in [
+        ("photo.jpg", Image.fromarray(rgba[..., :3]), "JPEG"),
+        ("see-through.png", Image.fromarray(rgba), "PNG"),  # transparency is white paper
+    ]:
+        path = tmp_path / name
+        image.save(path, format=kind)
+        for shape in [(16, 12, 3), (16, 12), (20, 20, 1)]:
+            found = decode_picture(path.read_bytes(), shape)
+            assert found.shape == shape and found.dtype == np.uint8
+            np.testing.assert_array_equal(found, load_picture(path, shape))
+    gif = io.BytesIO()
+    Image.fromarray(rgba[..., :3]).save(gif, format="GIF")
+    with pytest.raises(ValueError, match=r"upload: not a readable image \(not PNG, JPEG or BMP\)"):
+        decode_picture(gif.getvalue(), (8, 8, 3), name="upload", formats=("PNG", "JPEG", "BMP"))
+    with pytest.raises(ValueError, match=r"40x40 pixels is larger than the 1,000 pixels allowed"):
+        decode_picture(png_bytes(np.zeros((40, 40), np.uint8)), (8, 8), max_pixels=1000)

@@ -13,14 +13,15 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from flaxfit.data.images import prepare_digit
+from flaxfit.data.images import load_picture, prepare_digit
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import Run, load_run
 from flaxfit.tools.predict import predict_probabilities
 from flaxfit.tools.serve import create_app
-from flaxfit.tools.serve.app import STATIC_FILES
+from flaxfit.tools.serve.app import PAGES, STATIC_FILES
 from flaxfit.training.history import History
 from flaxfit.training.step import create_train_state
+from helpers import CLASSES, colour_dataset, shared_colour_run
 from serve_helpers import png_bomb, png_bytes, shared_digit_run
 from stroke_digits import draw_digit, stroke_digits
 
@@ -84,6 +85,8 @@ def test_model_names_the_run_its_size_and_test_accuracy(client, run):
     assert info["test_accuracy"] == run.history.last["test_accuracy"] > 0.9
     assert info["epochs"] == 1 and info["feature_maps"] is True
     assert info["max_body_bytes"] == SMALL_LIMIT
+    assert info["classes"] == list("0123456789")
+    assert info["input_shape"] == [28, 28] and info["page"] == "pad"
 
 
 def test_an_array_gets_the_same_probabilities_as_predict_probabilities(client, run, digits):
@@ -156,15 +159,28 @@ def test_a_model_without_conv_layers_has_no_feature_maps(tmp_path):
         assert answer["feature_maps"] is None and len(answer["probabilities"]) == 10
 
 
-def test_the_page_and_its_files_are_served_with_no_outside_references(client):
+def served_page(client, kind):
+    """GET / as the page `kind` of PAGES, checking that all its files, and only they, are
+    served from flaxfit itself."""
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for name, media_type in STATIC_FILES.items():
+    assert page.text == client.get(f"/{PAGES[kind][0]}").text
+    for name in PAGES[kind]:
         response = client.get(f"/{name}")
-        assert response.status_code == 200 and response.headers["content-type"] == media_type
+        assert response.status_code == 200, name
+        assert response.headers["content-type"] == STATIC_FILES[name]
         assert "http://" not in response.text and "https://" not in response.text, name
-    assert 'src="app.js"' in page.text and 'href="style.css"' in page.text
+        assert name in page.text or name == PAGES[kind][0], name  # each one is used
+    for name in set(STATIC_FILES) - set(PAGES[kind]):  # the other page's, which cannot work
+        assert_error(client.get(f"/{name}"), 404, f"no such file: /{name}")
+    return page.text
+
+
+def test_the_page_and_its_files_are_served_with_no_outside_references(client):
+    page = served_page(client, "pad")
+    assert 'id="pad"' in page
+    assert 'src="common.js"' in page and 'src="app.js"' in page and 'href="style.css"' in page
 
 
 def test_the_page_files_are_package_data():
@@ -321,3 +337,112 @@ def test_unknown_paths_and_methods_answer_in_json(client):
     assert_error(client.get("/api/nope"), 404, "Not Found")
     assert_error(client.get("/api/predict"), 405, "Method Not Allowed")
     assert_error(client.delete("/api/model"), 405, "Method Not Allowed")
+
+
+# --- a run on colour pictures: the upload page ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    return load_run(shared_colour_run(tmp_path_factory) / "run")
+
+
+@pytest.fixture(scope="module")
+def colour_client(colour_run):
+    with TestClient(create_app(colour_run, max_body=SMALL_LIMIT)) as client:
+        yield client
+
+
+def picture_bytes(kind, side=48, seed=0):
+    """A test picture of the colour run's data, enlarged to side x side, as `kind` file bytes."""
+    image = colour_dataset(1, 20).test.images[seed]
+    buffer = io.BytesIO()
+    Image.fromarray(image).resize((side, side)).save(buffer, format=kind)
+    return buffer.getvalue()
+
+
+def upload(client, data, name="picture"):
+    return client.post("/api/predict", files={"file": (name, data, "application/octet-stream")})
+
+
+def test_a_colour_run_gets_the_upload_page_and_model_lists_its_classes(colour_client):
+    page = served_page(colour_client, "upload")
+    assert 'type="file"' in page and 'src="upload.js"' in page and 'id="pad"' not in page
+    info = colour_client.get("/api/model").json()
+    assert info["model"] == "resnet8" and info["classes"] == list(CLASSES)
+    assert info["input_shape"] == [16, 16, 3] and info["page"] == "upload"
+    assert info["feature_maps"] is False and info["max_body_bytes"] == SMALL_LIMIT
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "WEBP", "BMP"])
+def test_an_uploaded_picture_gets_what_flaxfit_predict_gives_the_same_file(
+    colour_client, colour_run, tmp_path, kind
+):
+    path = tmp_path / f"picture.{kind.lower()}"
+    path.write_bytes(picture_bytes(kind, seed=3))
+    answer = upload(colour_client, path.read_bytes(), path.name)
+    assert answer.status_code == 200, answer.text
+    answer = answer.json()
+    # What `flaxfit predict --run RUN picture` computes (cli._predict), on the file on disk.
+    seen = load_picture(path, colour_run.config.input_shape)
+    expected = predict_probabilities(colour_run.model, colour_run.params, seen[None],
+                                     batch_stats=colour_run.batch_stats)[0]  # fmt: skip
+    assert answer["input"] == seen.tolist()  # 16 x 16 x [r, g, b]
+    assert len(answer["probabilities"]) == len(CLASSES)
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
+    np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5)
+    assert answer["index"] == int(expected.argmax())
+    assert answer["class"] == CLASSES[answer["index"]]
+
+
+def test_a_grayscale_or_transparent_upload_becomes_the_runs_colour_input(colour_client):
+    gray = np.random.default_rng(0).integers(0, 256, (30, 20), dtype=np.uint8)
+    answer = upload(colour_client, png_bytes(gray)).json()
+    seen = np.asarray(answer["input"])
+    assert seen.shape == (16, 16, 3)
+    np.testing.assert_array_equal(seen[..., 0], seen[..., 2])  # gray stays gray, in RGB
+    clear = png_bytes(np.zeros((8, 8, 4), np.uint8))  # fully transparent: white paper
+    assert np.all(np.asarray(upload(colour_client, clear).json()["input"]) == 255)
+
+
+PICTURE = picture_bytes("PNG")
+PHOTO = picture_bytes("JPEG")
+
+
+@pytest.mark.parametrize(
+    "files, fragment",
+    [
+        ({"file": ("a.png", PICTURE[: len(PICTURE) // 2])}, "'file': not a readable image"),
+        ({"file": ("a.jpg", PHOTO[: len(PHOTO) // 2])}, "'file': not a readable image"),
+        ({"file": ("a.png", b"\x89PNG\r\n\x1a\n" + bytes(64))}, "not a readable image"),
+        ({"file": ("a.jpg", b"hello, not a picture")},
+         "not a readable image (not PNG, JPEG, WEBP or BMP)"),
+        ({"file": ("a.gif", picture_bytes("GIF"))}, "(not PNG, JPEG, WEBP or BMP)"),
+        ({"file": ("a.png", b"")}, "'file' is empty; send a PNG, JPEG, WebP or BMP picture"),
+        ({"file": ("a.png", png_bomb())}, "larger than"),
+        ({"file": ("a.png", png_bomb(3000, 3000))},
+         "3000x3000 pixels is larger than the 4,194,304"),
+        ({"file": (None, "a string")},
+         "needs a PNG, JPEG, WebP or BMP picture in the field 'file'"),
+        ({"feature_maps": (None, "true")},
+         "unknown form field 'feature_maps'; the fields are file"),
+    ],
+)  # fmt: skip
+def test_bad_uploads_are_422_naming_the_problem(colour_client, files, fragment):
+    assert_error(colour_client.post("/api/predict", files=files), 422, fragment)
+
+
+def test_an_upload_over_the_limit_is_413(colour_client):
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    big = png_bytes(noise)  # random pixels do not compress: about 120 KB
+    assert len(big) > SMALL_LIMIT
+    assert_error(upload(colour_client, big), 413, f"larger than the {SMALL_LIMIT:,} bytes allowed")
+
+
+def test_a_colour_run_takes_pictures_not_drawings_and_says_so(colour_client):
+    for response in [
+        colour_client.post("/api/predict", json={"png": b64(PICTURE)}),
+        colour_client.post("/api/predict", content=PICTURE, headers={"content-type": "image/png"}),
+    ]:
+        assert_error(response, 415, "multipart/form-data with a PNG, JPEG, WebP or BMP picture",
+                     "this run's model takes 16x16x3 pictures")  # fmt: skip

@@ -3,7 +3,8 @@
 Draws a "1" with the mouse (and a "7" with touch) and waits for the page to
 read it, then saves a screenshot. The model is the stroke-digit cnn1 of
 `serve_helpers.shared_digit_run`, which has learnt to read pen strokes; nothing
-here tells the page what the answer is.
+here tells the page what the answer is. A colour run's upload page is given a
+picture through its file input and shows what the API says of that file.
 
 To refresh the README's screenshot with a model trained on MNIST:
 
@@ -15,10 +16,14 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx2 as httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from flaxfit.runs.directory import load_run
-from flaxfit.tools.serve import create_app
+from flaxfit.tools.serve import MAX_BODY_BYTES, create_app
+from helpers import CLASSES, colour_dataset, shared_colour_run
 from serve_helpers import live_server, shared_digit_run
 
 CHROMIUM = Path(os.environ.get("FLAXFIT_CHROMIUM", "/usr/bin/chromium"))
@@ -35,22 +40,28 @@ SEVEN = [(0.25, 0.15), (0.75, 0.15), (0.42, 0.88)]
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} not found, so the browser test cannot run: `make test` installs "
-            "Debian's chromium when run as root (apt-get install chromium); otherwise install "
-            "it yourself or point FLAXFIT_CHROMIUM at a Chromium binary"
-        )
     run_dir = os.environ.get("FLAXFIT_SERVE_RUN") or shared_digit_run(tmp_path_factory)
     with live_server(create_app(load_run(run_dir))) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def browser(url, tmp_path_factory):
+def colour_url(tmp_path_factory):
+    with live_server(create_app(load_run(shared_colour_run(tmp_path_factory) / "run"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
     """One headless chromium for the module, with a fresh profile (user data dir)."""
     from playwright.sync_api import sync_playwright
 
+    if not CHROMIUM.exists():  # checked before any server starts for the browser
+        pytest.skip(
+            f"{CHROMIUM} not found, so the browser test cannot run: `make test` installs "
+            "Debian's chromium when run as root (apt-get install chromium); otherwise install "
+            "it yourself or point FLAXFIT_CHROMIUM at a Chromium binary"
+        )
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             tmp_path_factory.mktemp("chromium-profile"), executable_path=str(CHROMIUM),
@@ -63,15 +74,21 @@ def browser(url, tmp_path_factory):
             context.close()
 
 
-@pytest.fixture
-def page(browser, url):
-    """A new tab on the digit pad that records every URL it asks for and every JS error."""
+def open_tab(browser, url):
+    """A new tab on `url` that records every URL it asks for and every JS error."""
     page = browser.new_page()
     page.requested, page.errors = [], []
     page.on("request", lambda request: page.requested.append(request.url))
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
     page.goto(url)
+    return page
+
+
+@pytest.fixture
+def page(browser, url):
+    """A new tab on the digit pad."""
+    page = open_tab(browser, url)
     yield page
     page.close()
 
@@ -141,3 +158,39 @@ def test_clear_then_a_seven_drawn_by_touch_is_read_as_7(page):
     draw_with_touch(page, SEVEN)
     expect(page.locator("#prediction")).to_have_text("7", timeout=15_000)
     assert page.errors == []
+
+
+def test_a_picture_chosen_on_the_upload_page_is_read_as_the_api_reads_it(
+    browser, colour_url, tmp_path
+):
+    from playwright.sync_api import expect
+
+    picture = tmp_path / "picture.jpg"
+    Image.fromarray(colour_dataset(1, 20).test.images[5]).resize((64, 64)).save(picture)
+    files = {"file": (picture.name, picture.read_bytes())}
+    said = httpx.post(f"{colour_url}/api/predict", files=files).json()
+    page = open_tab(browser, colour_url)
+    try:
+        expect(page.locator("#model")).to_contain_text("resnet8")
+        page.set_input_files("#file", picture)
+        expect(page.locator("#prediction")).to_have_text(said["class"], timeout=15_000)
+        expect(page.locator(".rank")).to_have_count(len(CLASSES))
+        expect(page.locator(".rank.top .name")).to_have_text(said["class"])
+        expect(page.locator("#original")).to_be_visible()
+        seen = page.locator("#input").evaluate(
+            "c => [c.width, c.height, [...c.getContext('2d').getImageData(0, 0, 16, 16).data]]"
+        )
+        pixels = np.asarray(seen[2]).reshape(16, 16, 4)[..., :3]
+        assert seen[:2] == [16, 16]
+        np.testing.assert_array_equal(pixels, said["input"])  # what the model saw, as it saw it
+        assert all(request.startswith(colour_url) for request in page.requested), page.requested
+        asked = len(page.requested)
+        big = tmp_path / "big.png"
+        big.write_bytes(bytes(MAX_BODY_BYTES + 1))
+        page.set_input_files("#file", big)
+        expect(page.locator("#status")).to_contain_text("big.png is 2.0 MB; the server takes")
+        expect(page.locator("#prediction")).to_have_text("–")
+        assert len(page.requested) == asked  # not sent: it could only be refused
+        assert page.errors == []
+    finally:
+        page.close()

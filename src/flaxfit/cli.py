@@ -218,9 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("run_a", type=_existing_dir)
     diff.add_argument("run_b", type=_existing_dir)
 
-    # The digit pad (flaxfit.tools.serve): a local web page to draw digits for the model.
+    # The digit pad (flaxfit.tools.serve): a local web page to draw digits for the model,
+    # or to upload pictures to a model trained on other pictures.
     serve = commands.add_parser(
-        "serve", help="a web page to draw digits and watch the model read them"
+        "serve", help="a web page to draw digits (or upload pictures) and watch the model read them"
     )
     serve.add_argument("--run", type=_existing_dir, required=True)
     serve.add_argument("--allow-changed-model", action="store_true",
@@ -419,13 +420,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from flaxfit.data.images import load_digit, load_picture
+    from flaxfit.data.images import DIGIT_SHAPES, load_digit, load_picture
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.predict import predict_probabilities
 
     run = load_run(args.run, allow_changed_model=args.allow_changed_model)
     shape, names = run.config.input_shape, run.config.names
-    if tuple(shape) in ((28, 28), (28, 28, 1)):  # digits: MNIST's crop, centring and polarity
+    if tuple(shape) in DIGIT_SHAPES:  # digits: MNIST's crop, centring and polarity
         pictures = [load_digit(path, center=not args.no_center) for path in args.images]
         pictures = [p.reshape(shape) for p in pictures]
     else:  # any other picture: converted to the run's size and channels

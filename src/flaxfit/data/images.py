@@ -3,6 +3,8 @@
 MNIST digits were size-normalised to fit a 20x20 box, then placed in 28x28 so
 that their centre of mass sits at the centre. A photo or a drawing only looks
 like the training data after the same steps, which is what `prepare_digit` does.
+Runs on other pictures take them as they are: `load_picture` (and `decode_picture`
+for an upload) only resizes a picture to the run's shape and channels.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from PIL import Image, UnidentifiedImageError
 
 SIDE = 28
 BOX = 20
+#: MNIST's image shapes: a run on these reads digits, prepared by `prepare_digit`;
+#: a run on any other shape takes pictures as they are (`load_picture`).
+DIGIT_SHAPES = ((SIDE, SIDE), (SIDE, SIDE, 1))
 #: Larger pictures are refused before decoding (a PNG bomb is tiny on disk).
 MAX_PIXELS = 4096 * 4096
 
@@ -55,7 +60,10 @@ def decode_image(
 
 
 def _decode(
-    source: Path | io.BytesIO, name: str, max_pixels: int, formats: Sequence[str] | None,
+    source: Path | io.BytesIO,
+    name: str,
+    max_pixels: int,
+    formats: Sequence[str] | None,
     mode: str = "L",
 ) -> np.ndarray:
     too_large = f"larger than the {max_pixels:,} pixels allowed"
@@ -67,7 +75,7 @@ def _decode(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source, formats=formats)  # reads the header only
     except UnidentifiedImageError:
-        kind = " or ".join(formats) if formats else "a picture format Pillow knows"
+        kind = _either(formats) if formats else "a picture format Pillow knows"
         raise ValueError(f"{name}: not a readable image (not {kind})") from None
     except Image.DecompressionBombError as error:  # Pillow's own, larger limit
         raise ValueError(f"{name}: the picture is {too_large} ({error})") from None
@@ -150,10 +158,48 @@ def load_picture(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndar
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file")
+    return _fit(path, str(path), image_shape, MAX_PIXELS, None)
+
+
+def decode_picture(
+    data: bytes,
+    image_shape: Sequence[int],
+    *,
+    name: str = "picture",
+    max_pixels: int = MAX_PIXELS,
+    formats: Sequence[str] | None = None,
+) -> np.ndarray:
+    """`load_picture` for bytes in memory (an upload): the same conversion, pixel for pixel.
+
+    Args:
+        data: the file's bytes.
+        image_shape: the run's (H, W), (H, W, 1) or (H, W, 3).
+        name: what error messages call the picture.
+        max_pixels: refuse pictures with more pixels, before decoding them.
+        formats: the Pillow formats to accept, e.g. ("PNG", "JPEG"); None accepts any.
+
+    Returns:
+        uint8 `image_shape`.
+
+    Raises ValueError when the bytes are not a readable picture or it is too large.
+    """
+    return _fit(io.BytesIO(data), name, image_shape, max_pixels, formats)
+
+
+def _fit(
+    source: Path | io.BytesIO,
+    name: str,
+    image_shape: Sequence[int],
+    max_pixels: int,
+    formats: Sequence[str] | None,
+) -> np.ndarray:
     height, width = int(image_shape[0]), int(image_shape[1])
     colour = len(image_shape) == 3 and image_shape[2] == 3
-    pixels = _decode(path, str(path), MAX_PIXELS, None, "RGB" if colour else "L")
-    resized = np.asarray(
-        Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
-    )
+    pixels = _decode(source, name, max_pixels, formats, "RGB" if colour else "L")
+    resized = np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
     return resized[..., None] if len(image_shape) == 3 and not colour else resized
+
+
+def _either(formats: Sequence[str]) -> str:
+    """("PNG", "JPEG", "BMP") -> "PNG, JPEG or BMP"."""
+    return " or ".join(filter(None, (", ".join(formats[:-1]), formats[-1])))

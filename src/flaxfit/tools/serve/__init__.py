@@ -2,6 +2,9 @@
 
     flaxfit serve --run runs/NAME [--host 127.0.0.1] [--port 8000]
 
+A run on other pictures (colour, another size) gets an upload page instead:
+choose or drop a picture and see the classes the model gives it.
+
 `create_app(run)` builds the ASGI app (Starlette) for a loaded run; `serve`
 runs it with uvicorn. Only the CLI imports this package: the server sits at
 the end of the data flow and reads runs, pictures and models like any client.

@@ -1,9 +1,12 @@
-"""The digit pad as an ASGI app (Starlette): the page, its files and the JSON API.
+"""The digit pad (or upload page) as an ASGI app (Starlette): the page, its files, the API.
 
-    GET  /              the page (index.html, app.js, style.css: no CDN, works offline)
+    GET  /              the page (no CDN, works offline): for a run on 28x28 digits the pad
+                        (index.html, app.js), for any other run the upload page
+                        (upload.html, upload.js); common.js and style.css for both
     GET  /healthz       {"status": "ok"}
-    GET  /api/model     model name, params count, test accuracy of the run
-    POST /api/predict   a digit (28x28 array or PNG) -> digit, probabilities, feature maps
+    GET  /api/model     model name, params count, test accuracy, classes, input shape, page
+    POST /api/predict   pad: a digit (28x28 array or PNG) -> digit, probabilities, feature maps
+                        upload: a picture file -> class, probabilities, the picture as seen
 
 Every error is JSON, {"error": "what was wrong and what to send instead"},
 with a 4xx status for anything a client can send: 400 unreadable body,
@@ -12,7 +15,9 @@ with a 4xx status for anything a client can send: 400 unreadable body,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -28,18 +33,35 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from flaxfit.data.images import DIGIT_SHAPES
 from flaxfit.runs.directory import Run
-from flaxfit.tools.serve.inputs import FORM_FIELDS, BadInput, DigitRequest, parse_form, parse_json
+from flaxfit.tools.serve.inputs import (
+    FORM_FIELDS,
+    PICTURE_FIELDS,
+    BadInput,
+    DigitRequest,
+    parse_form,
+    parse_json,
+    parse_picture_form,
+)
 from flaxfit.tools.serve.predictor import FIRST_CONV, Prediction, Predictor
 
-#: Largest request body accepted. The page sends about 10 KB; a 28x28 array as
-#: JSON is about 3 KB. Larger bodies are cut off while they arrive.
+#: Largest request body accepted. The pad sends about 10 KB; a 28x28 array as
+#: JSON is about 3 KB; an uploaded photo must be saved smaller than this.
+#: Larger bodies are cut off while they arrive.
 MAX_BODY_BYTES = 2 * 1024 * 1024
-
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "common.js": "text/javascript; charset=utf-8",
+    "upload.html": "text/html; charset=utf-8",
+    "upload.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+}
+#: Each page's files, "/" first: only the page that fits the run is served.
+PAGES = {
+    "pad": ("index.html", "app.js", "common.js", "style.css"),
+    "upload": ("upload.html", "upload.js", "common.js", "style.css"),
 }
 # The page may load only its own files: nothing from a CDN, nothing injected.
 SECURITY_HEADERS = {
@@ -111,8 +133,13 @@ def params_count(params: Any) -> int:
     return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
 
 
+def page_for(input_shape: Sequence[int]) -> str:
+    """The page a run gets: "pad" for 28x28 grayscale digits, "upload" for other pictures."""
+    return "pad" if tuple(input_shape) in DIGIT_SHAPES else "upload"
+
+
 def model_info(run: Run, predictor: Predictor, max_body: int) -> dict[str, Any]:
-    """What GET /api/model answers: the run's model, size and test accuracy."""
+    """What GET /api/model answers: the run's model, size, test accuracy, classes and input."""
     history = run.history
     last = history.last if len(history) else {}
     return {
@@ -123,6 +150,8 @@ def model_info(run: Run, predictor: Predictor, max_body: int) -> dict[str, Any]:
         "epochs": last.get("epoch"),
         "test_accuracy": last.get("test_accuracy"),
         "classes": list(run.config.names),
+        "input_shape": list(run.config.input_shape),
+        "page": page_for(run.config.input_shape),
         "feature_maps": predictor.has_feature_maps,
         "max_body_bytes": max_body,
     }
@@ -132,12 +161,33 @@ def prediction_json(prediction: Prediction, image: np.ndarray, with_maps: bool) 
     """The JSON of one prediction; `image` is the (28, 28) the model saw."""
     answer: dict[str, Any] = {
         "digit": prediction.digit,
-        "probabilities": [round(float(p), 6) for p in prediction.probabilities],
+        "probabilities": _rounded(prediction.probabilities),
         "input": image.tolist(),
     }
     if with_maps:
         answer["feature_maps"] = _maps_json(prediction.feature_maps)
     return answer
+
+
+def picture_json(prediction: Prediction, image: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """The JSON of one uploaded picture's prediction.
+
+    Args:
+        prediction: the model's answer.
+        image: uint8, the run's input shape: the picture as the model saw it.
+        names: the run's class names, in the order of `prediction.probabilities`.
+    """
+    return {
+        "class": names[prediction.digit],
+        "index": prediction.digit,
+        "probabilities": _rounded(prediction.probabilities),
+        "input": image.tolist(),
+    }
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    # Six decimals: what a person can read, and a tenth of the JSON of float32's repr.
+    return [round(float(v), 6) for v in values]
 
 
 def _maps_json(maps: np.ndarray | None) -> dict[str, Any] | None:
@@ -149,29 +199,68 @@ def _maps_json(maps: np.ndarray | None) -> dict[str, Any] | None:
     scaled = channels / np.where(peaks > 0, peaks, 1)[:, None, None] * 255
     return {
         "layer": FIRST_CONV,
-        "max": [round(float(p), 6) for p in peaks],
+        "max": _rounded(peaks),
         "maps": scaled.round().astype(np.uint8).tolist(),
     }
 
 
-def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
-    """The digit pad for a loaded run (`flaxfit.runs.directory.load_run`).
+@dataclass(frozen=True)
+class _Takes:
+    """What POST /api/predict takes for one kind of run, and how it answers."""
 
-    The model is compiled and warmed up here, once; requests only run it.
+    parsers: dict[str, Callable[[Any], Any]]  # media type -> parser of the body or the form
+    form_fields: tuple[str, ...]
+    expected: str  # what to send instead of another content type
+    answer: Callable[[Any], dict[str, Any]]  # a parsed request -> the JSON answer
+
+
+def _digit_takes(predictor: Predictor) -> _Takes:
+    def answer(digit: DigitRequest) -> dict[str, Any]:
+        image = digit.model_input()
+        return prediction_json(predictor.predict(image), image, digit.feature_maps)
+
+    parsers = {"application/json": parse_json, "multipart/form-data": parse_form}
+    expected = ("application/json (Content-Type: application/json) "
+                "or multipart/form-data with a PNG in 'file'")  # fmt: skip
+    return _Takes(parsers, FORM_FIELDS, expected, answer)
+
+
+def _picture_takes(predictor: Predictor, names: Sequence[str]) -> _Takes:
+    def answer(image: np.ndarray) -> dict[str, Any]:
+        return picture_json(predictor.predict(image), image, names)
+
+    shape = predictor.input_shape
+    parsers = {"multipart/form-data": partial(parse_picture_form, image_shape=shape)}
+    expected = (
+        "multipart/form-data with a PNG, JPEG, WebP or BMP picture in 'file' "
+        f"(curl -F file=@picture.jpg); this run's model takes {'x'.join(map(str, shape))} "
+        "pictures, and any picture is resized to that"
+    )
+    return _Takes(parsers, PICTURE_FIELDS, expected, answer)
+
+
+def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
+    """The page and API for a loaded run (`flaxfit.runs.directory.load_run`).
+
+    A run on 28x28 grayscale digits gets the digit pad; a run on any other pictures
+    (colour, another size) gets the upload page. The model is compiled and warmed
+    up here, once; requests only run it.
     """
-    if tuple(run.config.input_shape) not in ((28, 28), (28, 28, 1)):
-        raise ValueError(
-            f"{run.directory}: the digit pad draws 28x28 grayscale digits, but this run's "
-            f"model takes {run.config.input_shape} pictures; classify them with "
-            "`flaxfit predict --run RUN PICTURE...`"
-        )
-    predictor = Predictor(run.model, run.params, run.batch_stats)
+    kind = page_for(run.config.input_shape)
+    if kind == "pad":
+        predictor = Predictor(run.model, run.params, run.batch_stats)
+        takes = _digit_takes(predictor)
+    else:
+        # The upload page shows no feature maps: none are captured, nor compiled for.
+        predictor = Predictor(run.model, run.params, run.batch_stats,
+                              input_shape=run.config.input_shape, feature_maps=False)  # fmt: skip
+        takes = _picture_takes(predictor, run.config.names)
     info = model_info(run, predictor, max_body)
     static = resources.files("flaxfit.tools.serve") / "static"
-    pages = {name: (static / name).read_bytes() for name in STATIC_FILES}
+    pages = {name: (static / name).read_bytes() for name in PAGES[kind]}
 
     async def page(request: Request) -> Response:
-        name = request.path_params.get("name", "index.html")
+        name = request.path_params.get("name", PAGES[kind][0])
         if name not in pages:
             raise HTTPException(404, f"no such file: /{name}")
         return Response(pages[name], media_type=STATIC_FILES[name], headers=SECURITY_HEADERS)
@@ -184,10 +273,10 @@ def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
 
     async def predict(request: Request) -> Response:
         try:
-            parse, received = await _receive(request, max_body)
+            parse, received = await _receive(request, max_body, takes)
             # Parsing, decoding, preparing and the model run in a worker thread:
             # the event loop keeps serving while one request computes.
-            answer = await run_in_threadpool(_answer, predictor, parse, received)
+            answer = await run_in_threadpool(lambda: takes.answer(parse(received)))
         except BadInput as error:
             return JSONResponse({"error": str(error)}, error.status)
         return JSONResponse(answer)
@@ -206,32 +295,22 @@ def create_app(run: Run, *, max_body: int = MAX_BODY_BYTES) -> Starlette:
     )
 
 
-Parser = Callable[[Any], DigitRequest]
-
-
-async def _receive(request: Request, max_body: int) -> tuple[Parser, Any]:
+async def _receive(
+    request: Request, max_body: int, takes: _Takes
+) -> tuple[Callable[[Any], Any], Any]:
     """Read the body (JSON bytes, or the multipart fields) and pick its parser."""
     media_type = request.headers.get("content-type", "application/json").split(";")[0]
     media_type = media_type.strip().lower()
+    parse = takes.parsers.get(media_type)
+    if parse is None:  # refused before the body is read
+        raise BadInput(f"unsupported content type {media_type!r}: send {takes.expected}", 415)
     if media_type == "multipart/form-data":
         fields: dict[str, Any] = {}
-        async with request.form(max_files=1, max_fields=len(FORM_FIELDS),
+        async with request.form(max_files=1, max_fields=len(takes.form_fields),
                                 max_part_size=max_body) as form:  # fmt: skip
             for key, value in form.multi_items():
                 if key in fields:
                     raise BadInput(f"form field {key!r} appears twice")
                 fields[key] = await value.read() if isinstance(value, UploadFile) else value
-        return parse_form, fields
-    if media_type != "application/json":
-        raise BadInput(
-            f"unsupported content type {media_type!r}: send application/json "
-            "(Content-Type: application/json) or multipart/form-data with a PNG in 'file'",
-            415,
-        )
-    return parse_json, await request.body()
-
-
-def _answer(predictor: Predictor, parse: Parser, received: Any) -> dict[str, Any]:
-    digit = parse(received)
-    image = digit.model_input()
-    return prediction_json(predictor.predict(image), image, digit.feature_maps)
+        return parse, fields
+    return parse, await request.body()

@@ -1,5 +1,9 @@
 """What a client may send to /api/predict, checked before any of it reaches the model.
 
+A run on 28x28 digits takes a drawing (`parse_json`, `parse_form`: MNIST's
+preparation follows); a run on other pictures takes a picture file
+(`parse_picture_form`: resized to the run's shape, as `flaxfit predict` does).
+
 Everything here is plain Python over already-parsed values (a JSON object or
 the fields of a multipart form), so every bad input becomes a `BadInput` with a
 message that says what was expected; nothing a client sends can raise anything
@@ -12,19 +16,24 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from flaxfit.data.images import SIDE, decode_image, prepare_digit
+from flaxfit.data.folder import PIL_FORMATS
+from flaxfit.data.images import SIDE, decode_image, decode_picture, prepare_digit
 
-#: Uploaded pictures with more pixels are refused before decoding: a PNG bomb
-#: is tiny on the wire but not in memory. The page sends 280x280.
+#: Uploaded pictures (drawings and picture files alike) with more pixels are
+#: refused before decoding: a PNG bomb is tiny on the wire but not in memory.
+#: The pad sends 280x280.
 MAX_PNG_PIXELS = 2048 * 2048
 JSON_FIELDS = ("image", "png", "center", "feature_maps")
 FORM_FIELDS = ("file", "center", "feature_maps")
+PICTURE_FIELDS = ("file",)
+#: What a run on other pictures accepts: the formats its training folders may hold.
+PICTURE_FORMATS = PIL_FORMATS
 EXAMPLE = '{"image": [[0, ...28 numbers 0-255...], ...28 rows...]} or {"png": "<base64>"}'
 
 
@@ -81,15 +90,42 @@ def parse_form(fields: Mapping[str, Any]) -> DigitRequest:
 
     Upload objects are passed in already read: `fields["file"]` is bytes.
     """
-    unknown = sorted(set(fields) - set(FORM_FIELDS))
-    if unknown:
-        known = ", ".join(FORM_FIELDS)
-        raise BadInput(f"unknown form field {unknown[0]!r}; the fields are {known}")
+    _known_fields(fields, FORM_FIELDS)
     if not isinstance(fields.get("file"), bytes):
         raise BadInput("the form needs a PNG file in the field 'file' (curl -F file=@digit.png)")
     center = _form_flag(fields, "center", True)
     feature_maps = _form_flag(fields, "feature_maps", False)
     return DigitRequest(_decode_png(fields["file"], "the upload in 'file'"), center, feature_maps)
+
+
+def parse_picture_form(fields: Mapping[str, Any], image_shape: Sequence[int]) -> np.ndarray:
+    """Multipart form fields for a run on other pictures: file=<PNG, JPEG, WebP or BMP upload>.
+
+    Args:
+        fields: the form's fields, uploads already read (`fields["file"]` is bytes).
+        image_shape: the run's (H, W), (H, W, 1) or (H, W, 3).
+
+    Returns:
+        uint8 `image_shape`: the picture resized to the run's size and channels, pixel for
+        pixel what `flaxfit predict` makes of the same file.
+    """
+    _known_fields(fields, PICTURE_FIELDS)
+    kind = "a PNG, JPEG, WebP or BMP picture"
+    if not isinstance(fields.get("file"), bytes):
+        raise BadInput(f"the form needs {kind} in the field 'file' (curl -F file=@picture.jpg)")
+    name = "the upload in 'file'"
+    return _decoded(
+        fields["file"], name, kind,
+        lambda data: decode_picture(data, image_shape, name=name, max_pixels=MAX_PNG_PIXELS,
+                                    formats=PICTURE_FORMATS),
+    )  # fmt: skip
+
+
+def _known_fields(fields: Mapping[str, Any], known: Sequence[str]) -> None:
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        names = ", ".join(known)
+        raise BadInput(f"unknown form field {unknown[0]!r}; the fields are {names}")
 
 
 def _kind(value: Any) -> str:
@@ -137,10 +173,20 @@ def _base64(text: str) -> bytes:
 
 
 def _decode_png(data: bytes, name: str) -> np.ndarray:
+    return _decoded(
+        data, name, "a PNG file",
+        lambda data: decode_image(data, name=name, max_pixels=MAX_PNG_PIXELS, formats=("PNG",)),
+    )  # fmt: skip
+
+
+def _decoded(
+    data: bytes, name: str, kind: str, decode: Callable[[bytes], np.ndarray]
+) -> np.ndarray:
+    """`decode(data)`, with an empty, unreadable or too large picture as a BadInput."""
     if not data:
-        raise BadInput(f"{name} is empty; send a PNG file")
+        raise BadInput(f"{name} is empty; send {kind}")
     try:
-        return decode_image(data, name=name, max_pixels=MAX_PNG_PIXELS, formats=("PNG",))
+        return decode(data)
     except ValueError as error:
         raise BadInput(str(error)) from None
 

@@ -1,8 +1,9 @@
-"""A run's model compiled once for one 28x28 digit, safe to call from many threads."""
+"""A run's model compiled once for one picture of its input shape, safe to call from threads."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +21,13 @@ FIRST_CONV = "Conv_0"
 
 @dataclass(frozen=True)
 class Prediction:
-    """What the model makes of one digit.
+    """What the model makes of one picture.
 
     Attributes:
-        digit: the most probable class.
-        probabilities: float32 (10,), summing to 1.
-        feature_maps: float32 (28, 28, C), relu of the first conv layer, or None
-            for a model without one.
+        digit: the most probable class (its index: a digit for MNIST's runs).
+        probabilities: float32 (num_classes,), summing to 1.
+        feature_maps: float32 (H, W, C), relu of the first conv layer, or None
+            for a model without one (or when they were not asked for).
     """
 
     digit: int
@@ -39,7 +40,7 @@ def _is_first_conv(module: nn.Module, method: str) -> bool:
 
 
 class Predictor:
-    """`model` with `params`, compiled ahead of time for a single (28, 28) image.
+    """`model` with `params`, compiled ahead of time for a single `input_shape` image.
 
     Compiling once at start means no request ever waits for XLA, and a call
     with any other shape fails loudly instead of compiling again. Calls are
@@ -47,9 +48,26 @@ class Predictor:
     after another costs little, and no two requests share device buffers.
     """
 
-    def __init__(self, model: Any, params: Any, batch_stats: Any = None):
+    def __init__(
+        self,
+        model: Any,
+        params: Any,
+        batch_stats: Any = None,
+        *,
+        input_shape: Sequence[int] = (SIDE, SIDE),
+        feature_maps: bool = True,
+    ):
+        """Compile and warm up the model (seconds: XLA compiles it here, once).
+
+        Args:
+            model, params, batch_stats: a loaded run's (`flaxfit.runs.directory.Run`).
+            input_shape: one picture's shape, e.g. the run's `config.input_shape`.
+            feature_maps: also return the first conv layer's output, when the model has one.
+        """
+        self.input_shape = tuple(int(d) for d in input_shape)
         # Feature maps come from Linen's captured intermediates; NNX modules have none.
-        has_maps = self.has_feature_maps = FIRST_CONV in params and isinstance(model, nn.Module)
+        has_maps = feature_maps and FIRST_CONV in params and isinstance(model, nn.Module)
+        self.has_feature_maps = has_maps
         params, batch_stats = jax.device_put((params, batch_stats))
 
         def forward(params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
@@ -62,16 +80,18 @@ class Predictor:
             conv = state["intermediates"][FIRST_CONV]["__call__"][0][0]
             return probs[0], jnp.maximum(conv, 0).astype(jnp.float32)
 
-        example = jax.ShapeDtypeStruct((1, SIDE, SIDE), jnp.float32)
+        example = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
         compiled = jax.jit(forward).lower(params, example).compile()
         self._call = lambda x: compiled(params, x)
         self._lock = threading.Lock()
-        self.predict(np.zeros((SIDE, SIDE), np.uint8))  # warm up: first-run allocations
+        self.predict(np.zeros(self.input_shape, np.uint8))  # warm up: first-run allocations
 
     def predict(self, image: np.ndarray) -> Prediction:
-        """Classify one uint8 (28, 28) image, white digit on black (MNIST's format)."""
-        if image.shape != (SIDE, SIDE) or image.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 (28, 28) image, got {image.dtype} {image.shape}")
+        """Classify one uint8 `input_shape` image (for MNIST's runs white digit on black)."""
+        if image.shape != self.input_shape or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected a uint8 {self.input_shape} image, got {image.dtype} {image.shape}"
+            )
         x = (image.astype(np.float32) / 255.0)[None]
         with self._lock:
             probabilities, maps = self._call(x)

@@ -80,7 +80,7 @@ def serve(
     out: TextIO | None = None,
     allow_changed_model: bool = False,
 ) -> None:
-    """Serve the digit pad for the run in `run_dir` until interrupted (Ctrl+C).
+    """Serve the digit pad (or upload page) for the run in `run_dir` until interrupted.
 
     Listens on 127.0.0.1 unless another `host` is asked for, and then warns
     on stderr. Port 0 picks a free port; the URL printed names the real one.

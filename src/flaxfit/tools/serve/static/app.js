@@ -136,15 +136,6 @@ function showProbabilities(probabilities, top) {
   });
 }
 
-// Draw a 28x28 grid of 0-255 values into a 28x28 canvas through a colour map.
-function paint(context, rows, colour) {
-  const image = context.createImageData(28, 28);
-  rows.flat().forEach((value, i) => {
-    image.data.set([...colour(value), 255], 4 * i);
-  });
-  context.putImageData(image, 0, 0);
-}
-
 function magma(value) {
   const x = (value / 255) * (MAGMA.length - 1);
   const i = Math.min(Math.floor(x), MAGMA.length - 2);
@@ -173,10 +164,7 @@ function showMaps(featureMaps) {
 async function loadModel() {
   try {
     const info = await (await fetch("api/model")).json();
-    const accuracy = info.test_accuracy == null ? "no test accuracy recorded"
-      : `test accuracy ${(100 * info.test_accuracy).toFixed(2)}% after ${info.epochs} epochs`;
-    document.getElementById("model").textContent =
-      `${info.model} on ${info.dataset} (run ${info.run}): ${info.params.toLocaleString("en")} params, ${accuracy}`;
+    document.getElementById("model").textContent = describeModel(info);
     withMaps = info.feature_maps;
     document.getElementById("maps-section").hidden = !withMaps;
     document.getElementById("no-maps").hidden = withMaps;
