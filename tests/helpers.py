@@ -83,10 +83,12 @@ def shared_directory(tmp_path_factory, name: str, make: Callable[[Path], None]) 
     return directory
 
 
-def shared_colour_run(tmp_path_factory) -> Path:
-    """A resnet8 trained for 2 epochs on `colour_dataset(400, 100)` (16x16 RGB, `CLASSES`),
+def shared_colour_run(tmp_path_factory, model: str = "resnet8") -> Path:
+    """`model` trained for 2 epochs on `colour_dataset(400, 100)` (16x16 RGB, `CLASSES`),
     as a user trains one: with the CLI, from an npz file. Returns the folder holding
-    data.npz and the run, run/ (about 30 s on 2 cores, once per test session)."""
+    data.npz and the run, run/ (resnet8: about 30 s on 2 cores; once per test session).
+    The serve tests take cnn1, which compiles in a fraction of resnet8's time: what they
+    test is the page and the API for a colour run, not BatchNorm."""
     from flaxfit.cli import main as cli_main
 
     def make(root: Path) -> None:
@@ -95,9 +97,9 @@ def shared_colour_run(tmp_path_factory) -> Path:
         np.savez(root / "data.npz", x_train=data.train.images, y_train=data.train.labels,
                  x_test=data.test.images, y_test=data.test.labels,
                  class_names=np.array(CLASSES))  # fmt: skip
-        code = cli_main(["train", "--model", "resnet8", "--dataset", f"npz:{root / 'data.npz'}",
+        code = cli_main(["train", "--model", model, "--dataset", f"npz:{root / 'data.npz'}",
                          "--epochs", "2", "--batch-size", "50", "--out", str(root / "run"),
                          "--quiet"])  # fmt: skip
         assert code == 0
 
-    return shared_directory(tmp_path_factory, "colour-resnet8", make)
+    return shared_directory(tmp_path_factory, f"colour-{model}", make)

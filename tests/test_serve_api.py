@@ -344,7 +344,7 @@ def test_unknown_paths_and_methods_answer_in_json(client):
 
 @pytest.fixture(scope="module")
 def colour_run(tmp_path_factory):
-    return load_run(shared_colour_run(tmp_path_factory) / "run")
+    return load_run(shared_colour_run(tmp_path_factory, "cnn1") / "run")
 
 
 @pytest.fixture(scope="module")
@@ -369,7 +369,7 @@ def test_a_colour_run_gets_the_upload_page_and_model_lists_its_classes(colour_cl
     page = served_page(colour_client, "upload")
     assert 'type="file"' in page and 'src="upload.js"' in page and 'id="pad"' not in page
     info = colour_client.get("/api/model").json()
-    assert info["model"] == "resnet8" and info["classes"] == list(CLASSES)
+    assert info["model"] == "cnn1" and info["classes"] == list(CLASSES)
     assert info["input_shape"] == [16, 16, 3] and info["page"] == "upload"
     assert info["feature_maps"] is False and info["max_body_bytes"] == SMALL_LIMIT
 

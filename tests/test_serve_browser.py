@@ -47,7 +47,7 @@ def url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def colour_url(tmp_path_factory):
-    with live_server(create_app(load_run(shared_colour_run(tmp_path_factory) / "run"))) as url:
+    with live_server(create_app(load_run(shared_colour_run(tmp_path_factory, "cnn1") / "run"))) as url:
         yield url
 
 
@@ -171,7 +171,7 @@ def test_a_picture_chosen_on_the_upload_page_is_read_as_the_api_reads_it(
     said = httpx.post(f"{colour_url}/api/predict", files=files).json()
     page = open_tab(browser, colour_url)
     try:
-        expect(page.locator("#model")).to_contain_text("resnet8")
+        expect(page.locator("#model")).to_contain_text("cnn1")
         page.set_input_files("#file", picture)
         expect(page.locator("#prediction")).to_have_text(said["class"], timeout=15_000)
         expect(page.locator(".rank")).to_have_count(len(CLASSES))

@@ -39,7 +39,7 @@ def client(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def colour_client(tmp_path_factory):
-    app = create_app(load_run(shared_colour_run(tmp_path_factory) / "run"), max_body=LIMIT)
+    app = create_app(load_run(shared_colour_run(tmp_path_factory, "cnn1") / "run"), max_body=LIMIT)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
