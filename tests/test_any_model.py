@@ -414,3 +414,46 @@ def test_a_batchnorm_run_exports_and_starts_another_with_its_statistics(tmp_path
     assert_same_tree(started.batch_stats, run.batch_stats)
     assert not np.array_equal(fresh.batch_stats["BatchNorm_0"]["var"],
                               run.batch_stats["BatchNorm_0"]["var"])  # fmt: skip
+
+
+def test_label_smoothing_smooths_the_targets_the_step_trains_toward_and_nothing_else():
+    seen = {}
+
+    @jax.jit
+    def step(state, inputs, labels):  # slide 14's step, also reporting its targets' peak
+        new_state, loss = deck.train_step(state, inputs, labels)
+        return new_state, {"loss": loss, "peak": labels.max(), "floor": labels.min()}
+
+    data = make_dataset(256, 64)
+    for smoothing in (0.0, 0.2):
+        state = flaxfit.create_train_state(flaxfit.SoftmaxRegression(), jax.random.key(0))
+        _, seen[smoothing] = flaxfit.fit(state, data.train, data.test, epochs=1, batch_size=64,
+                                         train_step=step, label_smoothing=smoothing,
+                                         verbose=False)  # fmt: skip
+    assert seen[0.0]["train_peak"] == [1.0] and seen[0.0]["train_floor"] == [0.0]
+    np.testing.assert_allclose(seen[0.2]["train_peak"], [1 - 0.2 + 0.2 / 10], rtol=1e-6)
+    np.testing.assert_allclose(seen[0.2]["train_floor"], [0.2 / 10], rtol=1e-6)
+
+
+def test_label_smoothing_changes_training_but_not_how_the_test_set_is_scored():
+    data = make_dataset(256, 64)
+    runs = {}
+    for smoothing in (0.0, 0.1):
+        state = flaxfit.create_train_state(flaxfit.SoftmaxRegression(), jax.random.key(0))
+        runs[smoothing] = flaxfit.fit(state, data.train, data.test, epochs=1, batch_size=64,
+                                      label_smoothing=smoothing, verbose=False)  # fmt: skip
+    (plain, plain_history), (smoothed, smoothed_history) = runs[0.0], runs[0.1]
+    dense = "Dense_0"
+    assert not np.array_equal(plain.params[dense]["kernel"], smoothed.params[dense]["kernel"])
+    # The test loss is the plain cross-entropy of the smoothed run's own params.
+    scored = flaxfit.evaluate(smoothed, data.test)
+    assert smoothed_history["test_loss"] == [pytest.approx(scored["loss"], rel=1e-6)]
+    assert plain_history["train_accuracy"] != [] and "train_peak" not in smoothed_history.columns
+
+
+def test_label_smoothing_or_augment_with_nnx_tutorial_steps_is_refused_with_what_to_do():
+    model = nnx_models.SoftmaxRegression(rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    with pytest.raises(ValueError, match="smooth or augment inside your train_step"):
+        flaxfit.fit(model, make_dataset(64, 16).train, epochs=1, optimizer=optimizer,
+                    label_smoothing=0.1, verbose=False)  # fmt: skip

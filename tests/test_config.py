@@ -51,6 +51,7 @@ def test_bad_transfer_fields_are_named(values, message):
         ("momentum", 1.0, "momentum must be in"),
         ("weight_decay", -0.1, "weight_decay must be >= 0"),
         ("clip_norm", 0.0, "clip_norm must be positive"),
+        ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\)"),
     ],
 )
 def test_bad_values_are_named(field, value, message):
@@ -74,3 +75,28 @@ def test_the_config_records_the_canonical_spec(tmp_path, monkeypatch):
         TrainConfig(dataset="npz:a.npz", data_dir="/x")
     with pytest.raises(ValueError, match="image_size must be two positive integers"):
         TrainConfig(dataset="folder:pets", image_size=(32, 0))
+
+
+def _train_config(argv):
+    """The TrainConfig `flaxfit train ARGV` would run, built the way main() builds it."""
+    from flaxfit.cli import _config_from_args, build_parser, train_defaults
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    parser.config_parsers["train"].set_defaults(**train_defaults(args))
+    return _config_from_args(parser.parse_args(argv))
+
+
+def test_a_recipe_sets_its_values_and_flags_and_a_config_file_override_it(tmp_path):
+    from flaxfit.runs.config import RECIPES
+
+    fast = _train_config(["train", "--recipe", "fast"])
+    assert {name: getattr(fast, name) for name in RECIPES["fast"]} == RECIPES["fast"]
+    assert fast.model == "cnn1" and fast.label_smoothing > 0  # the rest stays the default
+    assert _train_config(["train", "--recipe", "fast", "--epochs", "5"]).epochs == 5
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"lr": 0.01}))
+    # A config file is a whole config (TrainConfig's defaults for what it leaves out).
+    from_file = _train_config(["train", "--recipe", "fast", "--config", str(path)])
+    assert from_file == TrainConfig(lr=0.01)
+    assert _train_config(["train"]) == TrainConfig()  # no recipe: the defaults

@@ -119,10 +119,10 @@ def _assert_same_as_run(run: Path, ejected: Path, tmp_path: Path) -> None:
         ["--model", "softmax", "--api", "nnx", "--schedule", "warmup_cosine"],
         ["--model", "softmax", "--optimizer", "sgd", "--clip-norm", "1.0", "--steps-per-dispatch",
          "5"],
-        ["--model", "cnn1", "--batch-size", "200"],
+        ["--model", "cnn1", "--batch-size", "200", "--recipe", "fast"],
         ["user", "--optimizer", "adamw", "--weight-decay", "0.01", "--model-arg", "hidden=16"],
     ],
-    ids=["softmax-nnx", "softmax-sgd-chunks", "cnn1", "user-model"],
+    ids=["softmax-nnx", "softmax-sgd-chunks", "cnn1-recipe-fast", "user-model"],
 )  # fmt: skip
 def test_the_ejected_file_trains_the_runs_params_bit_for_bit(flags, model_file, tmp_path):
     if flags[0] == "user":

@@ -47,7 +47,8 @@ def url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def colour_url(tmp_path_factory):
-    with live_server(create_app(load_run(shared_colour_run(tmp_path_factory, "cnn1") / "run"))) as url:
+    run = load_run(shared_colour_run(tmp_path_factory, "cnn1") / "run")
+    with live_server(create_app(run)) as url:
         yield url
 
 

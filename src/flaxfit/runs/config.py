@@ -18,6 +18,15 @@ DTYPES = ("float32", "bfloat16")
 MONITORS = ("test_loss", "test_accuracy", "train_loss", "train_accuracy")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "onecycle")
 
+#: Named sets of TrainConfig values (`flaxfit train --recipe NAME`); flags and --config
+#: given beside one override it. "fast" trains the deck's SingleLayerCNN to 99% on MNIST in
+#: 2 epochs instead of 3: a one-cycle learning rate peaking at 3e-3 and label smoothing 0.1
+#: (see the README's "Time to accuracy" for what each part buys, measured).
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {"epochs": 2, "schedule": "onecycle", "lr": 3e-3, "label_smoothing": 0.1},
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -48,6 +57,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     clip_norm: float | None = None
+    # Train toward (1 - label_smoothing) * one-hot + label_smoothing / classes
+    # (optax.smooth_labels); evaluation keeps the plain labels.
+    label_smoothing: float = 0.0
     early_stop_patience: int = 0
     early_stop_monitor: str = "test_loss"
     early_stop_min_delta: float = 0.0
@@ -155,6 +167,8 @@ class TrainConfig:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             problems.append(f"clip_norm must be positive, got {self.clip_norm}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not isinstance(self.early_stop_patience, int) or self.early_stop_patience < 0:
             problems.append(
                 f"early_stop_patience must be 0 (off) or more, got {self.early_stop_patience!r}"

@@ -561,6 +561,7 @@ def train_run(
                 callbacks=run_callbacks, history=history, start=start, train_step=train_step,
                 verbose=verbose, should_stop=should_stop, num_classes=config.num_classes,
                 augment=recipe_for(config.input_shape) if config.augment else None,
+                label_smoothing=config.label_smoothing,
             )  # fmt: skip
             finished = stop_after_epoch is None or len(history) >= config.epochs
             if finished and config.early_stop_patience:

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh
@@ -143,7 +144,9 @@ def step_metrics(out: Any) -> dict[str, jax.Array]:
 
 @partial(
     jax.jit,
-    static_argnames=("num_steps", "batch_size", "train_step", "num_classes", "mesh", "augment"),
+    static_argnames=(
+        "num_steps", "batch_size", "train_step", "num_classes", "mesh", "augment", "label_smoothing"
+    ),
     donate_argnames=("state",),
 )
 def run_steps(
@@ -161,12 +164,15 @@ def run_steps(
     num_classes: int | None = NUM_CLASSES,
     mesh: Mesh | None = None,
     augment: Recipe | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Run steps `first_step .. first_step + num_steps - 1` of an epoch in one compiled scan.
 
     Step s trains on the examples `order[s * batch_size : (s + 1) * batch_size]`,
     augmented by `augment` (see `flaxfit.training.augment`) with a key from
     `step_key(seed, epoch, s)`; a state with an `rng` gets that key itself before it.
+    With `label_smoothing`, a classifier's one-hot targets are smoothed
+    (`optax.smooth_labels`) before the step sees them.
 
     Returns the new state and the steps' metrics, each (num_steps,): those the
     step returns, or "loss" and, for classifiers (`num_classes` given), "correct":
@@ -180,6 +186,8 @@ def run_steps(
         inputs, targets = to_model_inputs(images[batch], labels[batch], num_classes)
         key = step_key(seed, epoch, step)
         inputs = augment_images(augment, jax.random.fold_in(key, 1), inputs)
+        if label_smoothing and num_classes is not None:  # argmax, so accuracy, is unchanged
+            targets = optax.smooth_labels(targets, label_smoothing)
         inputs, targets = split_batch(inputs, mesh), split_batch(targets, mesh)
         if getattr(state, "rng", None) is not None:
             state = state.replace(rng=key)
@@ -248,6 +256,7 @@ def run_epoch(
     should_stop: Callable[[], bool] | None = None,
     mesh: Mesh | None = None,
     augment: Recipe | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[TrainState, EpochProgress]:
     """Continue `progress.epoch` from `progress.steps_done` until it ends or `should_stop()`.
 
@@ -285,7 +294,7 @@ def run_epoch(
         state, chunk_metrics = run_steps(
             state, images, labels, order, done, seed, progress.epoch,
             num_steps=size, batch_size=batch_size, train_step=train_step, num_classes=num_classes,
-            mesh=mesh, augment=augment,
+            mesh=mesh, augment=augment, label_smoothing=label_smoothing,
         )  # fmt: skip
         pending.append((done, chunk_metrics))
         done += size
@@ -497,6 +506,7 @@ def fit(
     optimizer: Any = None,
     metrics: Any = None,
     augment: Recipe | None = None,
+    label_smoothing: float = 0.0,
     fast_ops: bool = True,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
@@ -528,6 +538,9 @@ def fit(
         augment: "shift" (digits) or "crop_flip" (colour pictures): augment every
             training batch on the device, keyed by (seed, epoch, step); see
             `flaxfit.training.augment.recipe_for`. Evaluation is never augmented.
+        label_smoothing: train a classifier toward `optax.smooth_labels(one_hot,
+            label_smoothing)`; train_loss is then the smoothed loss, while the test
+            metrics use the plain labels.
         fast_ops: run the model's stock convs and pools (nn.Conv, nn.max_pool,
             nnx.Conv, nnx.avg_pool, ...) in the forms that stay fast inside the
             scan (`flaxfit.training.fast_ops`: the same function, float rounding
@@ -547,6 +560,13 @@ def fit(
     if isinstance(state, nnx.Module):
         from flaxfit.training.nnx_loop import fit_nnx
 
+        if label_smoothing or augment is not None:
+            raise ValueError(
+                "label_smoothing and augment change the batches fit's scan hands a TrainState's "
+                "step; NNX tutorial steps take the batch themselves: smooth or augment inside "
+                "your train_step, or pass create_train_state(model, optimizer=...) instead"
+            )
+
         return fit_nnx(
             state, train, test, optimizer=optimizer, metrics=metrics, train_step=train_step,
             eval_step=None if eval_step is default_eval_step else eval_step, epochs=epochs,
@@ -563,7 +583,7 @@ def fit(
             train_step=train_step, eval_step=eval_step, eval_batch_size=eval_batch_size,
             steps_per_dispatch=steps_per_dispatch, num_classes=num_classes, callbacks=callbacks,
             verbose=verbose, start=start, history=history, should_stop=should_stop, mesh=mesh,
-            augment=augment,
+            augment=augment, label_smoothing=label_smoothing,
         )  # fmt: skip
     except TrainingInterrupted as interrupted:
         interrupted.state = interrupted.state.replace(apply_fn=apply_fn)
@@ -591,6 +611,7 @@ def _fit(
     should_stop: Callable[[], bool] | None,
     mesh: Mesh | None,
     augment: Recipe | None,
+    label_smoothing: float,
 ) -> tuple[TrainState, History]:
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
@@ -618,6 +639,7 @@ def _fit(
     epoch_kwargs = dict(
         batch_size=batch_size, seed=seed, train_step=train_step,
         steps_per_dispatch=steps_per_dispatch, num_classes=classes, mesh=mesh, augment=augment,
+        label_smoothing=label_smoothing,
     )  # fmt: skip
     eval_kwargs = dict(
         batch_size=eval_batch_size, eval_step=eval_step, num_classes=classes, mesh=mesh
@@ -695,6 +717,7 @@ def _precompile(state, images, labels, test_arrays, steps_total, epoch_kwargs, e
             num_steps=size, batch_size=batch_size,
             train_step=epoch_kwargs["train_step"], num_classes=epoch_kwargs["num_classes"],
             mesh=epoch_kwargs["mesh"], augment=epoch_kwargs["augment"],
+            label_smoothing=epoch_kwargs["label_smoothing"],
         ).compile()  # fmt: skip
     if test_arrays is not None:
         test_images, test_labels = test_arrays

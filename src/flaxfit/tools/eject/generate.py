@@ -65,7 +65,7 @@ BATCH_SIZE = {batch_size}
 STEPS_PER_DISPATCH = {steps_per_dispatch}  # train steps per compiled call
 EVAL_BATCH_SIZE = {eval_batch_size}
 NUM_CLASSES = {num_classes}
-{data_constants}
+{options_constants}{data_constants}
 
 {library_data}
 
@@ -120,7 +120,7 @@ def run_steps(state, images, labels, order, first_step, *, num_steps):
 
     def one_step(state, batch):
         inputs, targets = to_model_inputs(images[batch], labels[batch], NUM_CLASSES)
-        old = state
+{smoothing}        old = state
         state, loss = train_step(state, inputs, targets)
         # Accuracy of the params before the step, as the loss is: the same forward pass,
         # which XLA computes once for both.
@@ -400,6 +400,12 @@ def _check_model(config: TrainConfig, model: Any, state: Any) -> None:
             "fit(fast_ops=False)"
         )
 
+#: fit(label_smoothing=...)'s line in run_steps, in the ejected file's names.
+SMOOTHING = """\
+        # Train toward (1 - S) * one-hot + S / classes; argmax, so accuracy, is unchanged.
+        targets = optax.smooth_labels(targets, LABEL_SMOOTHING)
+"""
+
 
 def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file: str = "train.py"
                  ) -> str:  # fmt: skip
@@ -466,6 +472,9 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
         seed=config.seed, epochs=config.epochs, batch_size=config.batch_size,
         steps_per_dispatch=config.steps_per_dispatch, eval_batch_size=config.eval_batch_size,
         num_classes=config.num_classes, data_constants=data_constants.rstrip(),
+        options_constants=(f"LABEL_SMOOTHING = {config.label_smoothing!r}\n"
+                           if config.label_smoothing else ""),
+        smoothing=SMOOTHING if config.label_smoothing else "",
         library_data="\n\n\n".join(data_definitions), load_data=load_data_source(reader),
         model=model_source, optimizer=optimizer_expression(config), create_state=create_state,
         apply_fn=apply_fn, train_logits=_apply_call(state.apply_fn, "state", "params", train=True),
