@@ -11,6 +11,7 @@ Any bad flag or input ends with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ def _existing_dir(text: str) -> Path:
 
 
 def _model_name(text: str) -> str:
-    from flaxfit.models import MODELS
+    from flaxfit.models.names import MODEL_NAMES
     from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
 
     if is_model_spec(text):
@@ -66,9 +67,9 @@ def _model_name(text: str) -> str:
             parse_model_spec(text)
         except ModelSpecError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
-    elif text not in MODELS:
+    elif text not in MODEL_NAMES:
         raise argparse.ArgumentTypeError(
-            f"unknown model {text!r}; choose one of {', '.join(sorted(MODELS))}, or your own "
+            f"unknown model {text!r}; choose one of {', '.join(sorted(MODEL_NAMES))}, or your own "
             "class as path/to/model.py:ClassName or package.module:ClassName"
         )
     return text
@@ -85,10 +86,12 @@ def _dataset_spec(text: str) -> str:
 
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (the run's config), plus --config FILE."""
-    from flaxfit.models.registry import APIS
+    from flaxfit.models.names import APIS
     from flaxfit.runs.config import DTYPES, MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-    defaults = TrainConfig()
+    # The fields' defaults, not TrainConfig(): checking a config imports numpy and Flax,
+    # which `--help` should not wait for.
+    defaults = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
     add = command.add_argument
     add("--config", type=Path, help="a config.json to start from; flags given override it")
     add("--model", type=_model_name, default=defaults.model,
@@ -148,8 +151,9 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag; imports only light modules, so `--help` answers at once."""
     from flaxfit import __version__
-    from flaxfit.models import MODELS
+    from flaxfit.models.names import MODEL_NAMES
     from flaxfit.runs.config import MONITORS
 
     parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
@@ -236,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser(
         "summary", help="a model's layers: shapes, params and FLOPs; the cost of a train step"
     )
-    summary.add_argument("--model", choices=sorted(MODELS), default="cnn1")
+    summary.add_argument("--model", choices=sorted(MODEL_NAMES), default="cnn1")
     summary.add_argument("--batch-size", type=_positive_int, default=128)
 
     params = commands.add_parser("params", help="every params array of a run: shape and statistics")
@@ -267,8 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    import dataclasses
-
     from flaxfit.models.user import parse_model_args
     from flaxfit.runs.config import TrainConfig
 
