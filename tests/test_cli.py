@@ -54,7 +54,12 @@ def test_train_prints_epochs_and_final_test_accuracy(data_dir, tmp_path, capsys)
     assert epoch_lines[1].startswith("epoch 2/2  train loss")
     assert "checkpoint: saving step 12 (end of epoch 1)" in lines  # 600 // 50 steps per epoch
     assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("(softmax, 2 epochs)")
+    # Where the wall time went, as history.json's session records it.
+    assert lines[-2].startswith("wall ") and ", data " in lines[-2] and ", other " in lines[-2]
     history = json.loads((out / "history.json").read_text())
+    (session,) = history["sessions"]
+    assert {"imports", "data", "compile", "training", "evaluation"} <= set(session)
+    assert f"compile {session['compile']:.1f} ({session['from_cache']}/" in lines[-2]
     assert f"{100 * history['epochs'][-1]['test_accuracy']:.2f}%" in lines[-1]
 
 

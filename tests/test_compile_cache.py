@@ -78,7 +78,10 @@ def test_the_environment_variable(value, disabled):
 
 
 def test_the_context_puts_jax_settings_back(tmp_path):
-    before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+    before = (
+        jax.config.jax_compilation_cache_dir,
+        jax.config.jax_persistent_cache_min_compile_time_secs,
+    )
     with compile_cache(tmp_path / "xla") as path:
         assert jax.config.jax_compilation_cache_dir == str(path)
         # Else JAX writes only compiles over 1 s: none of softmax's, few of cnn1's.

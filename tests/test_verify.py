@@ -33,9 +33,11 @@ def test_verify_resume_reports_bit_exact(data_dir, tmp_path, capsys):
     (full,) = json.loads((tmp_path / "full" / "history.json").read_text())["sessions"]
     assert full["from_cache"] == 0 < full["programs"]
     resumed = json.loads((tmp_path / "resumed" / "history.json").read_text())["sessions"]
-    assert [s["from_cache"] for s in resumed] == [s["programs"] for s in resumed] == [
-        full["programs"]
-    ] * 2
+    assert (
+        [s["from_cache"] for s in resumed]
+        == [s["programs"] for s in resumed]
+        == [full["programs"]] * 2
+    )
 
 
 def test_compare_runs_names_the_first_part_that_diverged(tmp_path):

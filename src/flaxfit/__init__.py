@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what type checkers and readers see; at run time, `_EXPORTS`
     from flaxfit.models.params import ParamsError as ParamsError
     from flaxfit.runs.checkpoints import Checkpointer as Checkpointer
     from flaxfit.runs.checkpoints import restore as restore_checkpoint
+    from flaxfit.runs.compile_cache import enable_compile_cache as enable_compile_cache
     from flaxfit.runs.config import TrainConfig as TrainConfig
     from flaxfit.runs.directory import Run as Run
     from flaxfit.runs.directory import RunError as RunError
@@ -93,6 +94,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ParamsError": ("flaxfit.models.params", "ParamsError"),
     "Checkpointer": ("flaxfit.runs.checkpoints", "Checkpointer"),
     "restore_checkpoint": ("flaxfit.runs.checkpoints", "restore"),
+    "enable_compile_cache": ("flaxfit.runs.compile_cache", "enable_compile_cache"),
     "TrainConfig": ("flaxfit.runs.config", "TrainConfig"),
     "Run": ("flaxfit.runs.directory", "Run"),
     "RunError": ("flaxfit.runs.directory", "RunError"),
@@ -171,6 +173,7 @@ __all__ = [
     "create_train_state",
     "diff_runs",
     "epoch_order",
+    "enable_compile_cache",
     "eval_step",
     "evaluate",
     "fit",

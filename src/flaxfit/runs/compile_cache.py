@@ -14,11 +14,13 @@ setting); `--no-compile-cache` or FLAXFIT_NO_COMPILE_CACHE=1 turn it off. In
 Python: `with compile_cache(): ...`, or `enable_compile_cache()` for the rest
 of the process.
 
-What it costs: a file per program (cnn1's are 0.1-1 MB; nothing evicts them,
-delete the folder to reclaim the space). JAX writes an entry in place rather
-than by rename, so a process reading an entry another is still writing sees it
-cut short; zlib's checksum then fails, JAX warns and compiles instead. A wrong
-executable is never loaded.
+What it costs: a file per program (cnn1's 49 take 0.4 MB; nothing evicts them,
+delete the folder to reclaim the space). JAX 0.10 writes an entry in place,
+not by rename, so a process can read an entry another is still writing, and a
+crash can leave one cut short. Such an entry fails zlib's checksum: JAX warns
+and compiles instead of loading it (tests/test_compile_cache.py cuts entries
+short to check), but does not rewrite it, so the warning comes back until the
+folder is deleted.
 """
 
 from __future__ import annotations

@@ -107,9 +107,9 @@ def format_session(session: dict[str, float], total: float | None = None) -> str
     `total` (the process's wall time) adds the rest as "other": model set-up,
     checkpoints, files.
 
-    >>> format_session({"data": 0.5, "compile": 0.3, "training": 3.0, "evaluation": 0.2,
-    ...                 "programs": 4, "from_cache": 4}, total=5.0)
-    'wall 5.0 s: data 0.5, compile 0.3 (4/4 from the cache), training 3.0, evaluation 0.2, other 1.0'
+    >>> format_session({"data": 0.5, "compile": 0.3, "training": 3.0, "programs": 4,
+    ...                 "from_cache": 4}, total=5.0)
+    'wall 5.0 s: data 0.5, compile 0.3 (4/4 from the cache), training 3.0, other 1.2'
     """
     parts = []
     for part in (part for part in WALL_PARTS if part in session):
