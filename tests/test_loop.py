@@ -38,7 +38,8 @@ def test_fit_learns_and_reports_every_column():
     assert int(state.step) == 3 * (1000 // 50)
     # One session, its wall time split: epoch seconds are its training plus evaluation.
     (session,) = history.sessions
-    assert session["compile"] > 0 and session["programs"] == 3  # finite check, epoch, eval
+    assert session["compile"] > 0
+    assert session["from_cache"] == 0  # fit() alone never turns the persistent cache on
     assert session["training"] + session["evaluation"] == pytest.approx(sum(history["seconds"]))
     assert session["evaluation"] > 0 and session["training"] > 0
 
