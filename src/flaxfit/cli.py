@@ -10,24 +10,22 @@ Any bad flag or input ends with one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
 import time
-
-_LOADED = time.perf_counter()  # first, so that the fallback below misses as little as it can
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, NoReturn  # noqa: E402
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from flaxfit.runs.config import TrainConfig
 
 USAGE_ERROR = 2
 NON_FINITE = 3
+_LOADED = time.perf_counter()  # where seconds_since_process_start() counts from without /proc
 
 
 def seconds_since_process_start() -> float:
