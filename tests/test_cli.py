@@ -54,7 +54,12 @@ def test_train_prints_epochs_and_final_test_accuracy(data_dir, tmp_path, capsys)
     assert epoch_lines[1].startswith("epoch 2/2  train loss")
     assert "checkpoint: saving step 12 (end of epoch 1)" in lines  # 600 // 50 steps per epoch
     assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("(softmax, 2 epochs)")
+    # Where the wall time went, as history.json's session records it.
+    assert lines[-2].startswith("wall ") and ", data " in lines[-2] and ", other " in lines[-2]
     history = json.loads((out / "history.json").read_text())
+    (session,) = history["sessions"]
+    assert {"imports", "data", "compile", "training", "evaluation"} <= set(session)
+    assert f"compile {session['compile']:.1f} ({session['from_cache']}/" in lines[-2]
     assert f"{100 * history['epochs'][-1]['test_accuracy']:.2f}%" in lines[-1]
 
 
@@ -98,6 +103,22 @@ def test_predict_reads_rgb_and_gray_pngs_of_any_size(trained_run, tmp_path, caps
 def test_help_exits_zero(capsys):
     assert main(["train", "--help"]) == 0
     assert "--batch-size" in capsys.readouterr().out
+
+
+def test_help_imports_neither_jax_nor_numpy():
+    # What keeps `flaxfit --help` at about 0.1 s instead of 1.5 s (benchmarks/startup_and_compile).
+    script = (
+        "import sys\n"
+        "from flaxfit.cli import main\n"
+        "argvs = (['--help'], ['train', '--help'], ['summary', '--help'])\n"
+        "codes = [main(argv) for argv in argvs]\n"
+        "heavy = sorted({name.split('.')[0] for name in sys.modules} & {'jax', 'numpy', 'flax'})\n"
+        "print(codes, heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[0, 0, 0] []"
 
 
 def test_python_dash_m_runs_the_cli(trained_run):

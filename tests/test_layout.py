@@ -76,3 +76,31 @@ def test_every_stage_folder_is_a_regular_package():
     # built wheel leaves it out; once a .gitignore rule kept runs/__init__.py out of git.
     for name in STAGES[1:-1]:
         assert (PACKAGE / name / "__init__.py").is_file(), name
+
+
+@pytest.mark.parametrize("package", ["flaxfit", "flaxfit.models"])
+def test_the_lazy_exports_are_the_imports_type_checkers_see(package):
+    # Both __init__.py files import their public names on first use; the table that does
+    # it at run time must say what their `if TYPE_CHECKING:` imports say.
+    import importlib
+
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__).read_text())
+    checked = next(node for node in tree.body if isinstance(node, ast.If))
+    seen = {
+        alias.asname: (node.module, alias.name)
+        for node in checked.body
+        for alias in node.names
+        if isinstance(node, ast.ImportFrom)
+    }
+    table = {
+        name: where if isinstance(where, tuple) else (where, name)
+        for name, where in module._EXPORTS.items()
+    }
+    # `from flaxfit.models import nnx`, a module of the package itself, needs no entry.
+    own = {name for name, (where, _) in seen.items() if where == package}
+    assert {name: seen[name] for name in seen if name not in own} == table
+    assert sorted(module.__all__) == sorted(seen)
+    for name in module.__all__:  # every name resolves, to what the import statement gives
+        where, attr = seen[name]
+        assert getattr(module, name) is getattr(importlib.import_module(where), attr)

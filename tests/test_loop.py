@@ -36,6 +36,12 @@ def test_fit_learns_and_reports_every_column():
     assert all(row["seconds"] > 0 and row["images_per_second"] > 0 for row in history.rows)
     assert history.compile_seconds > 0
     assert int(state.step) == 3 * (1000 // 50)
+    # One session, its wall time split: epoch seconds are its training plus evaluation.
+    (session,) = history.sessions
+    assert session["compile"] > 0
+    assert session["from_cache"] == 0  # fit() alone never turns the persistent cache on
+    assert session["training"] + session["evaluation"] == pytest.approx(sum(history["seconds"]))
+    assert session["evaluation"] > 0 and session["training"] > 0
 
 
 def test_cnn_reaches_high_accuracy_on_a_small_set():
@@ -217,3 +223,5 @@ def test_history_round_trips_through_json_dicts():
     assert math.isnan(again.last["test_accuracy"])
     assert again["train_loss"] == history["train_loss"]
     assert again.compile_seconds == history.compile_seconds
+    assert again.sessions == history.sessions
+    assert History.from_dict({"epochs": data["epochs"]}).sessions == []  # runs from before them

@@ -7,11 +7,13 @@ import pytest
 from flaxfit.models import (
     MLP,
     MODELS,
+    NNX_MODELS,
     DoubleLayerCNN,
     SingleLayerCNN,
     SoftmaxRegression,
     create_model,
 )
+from flaxfit.models.names import MODEL_NAMES
 from flaxfit.models.resnet import ResNet8, ResNet20
 from flaxfit.training import deck
 
@@ -115,6 +117,8 @@ def test_registry_names_and_unknown_model():
         "resnet8": ResNet8,
         "resnet20": ResNet20,
     } == MODELS
+    # --help lists the names from flaxfit.models.names, which must not fall behind.
+    assert tuple(MODELS) == tuple(NNX_MODELS) == MODEL_NAMES
     with pytest.raises(ValueError, match="unknown model 'resnet'.*cnn2, mlp, resnet8, resnet20"):
         create_model("resnet")
 

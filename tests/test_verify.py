@@ -1,6 +1,9 @@
+import json
+
 import pytest
 
 from flaxfit.cli import main
+from flaxfit.runs.compile_cache import default_compile_cache_dir
 from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import train_run
 from flaxfit.runs.verify import compare_runs
@@ -24,6 +27,17 @@ def test_verify_resume_reports_bit_exact(data_dir, tmp_path, capsys):
     assert out.strip().endswith("resume is bit-exact: yes")
     assert (tmp_path / "full" / "params.msgpack").exists()
     assert (tmp_path / "resumed" / "params.msgpack").exists()
+    # The unbroken run compiled with a cold cache (this test's own FLAXFIT_CACHE); both
+    # processes of the resumed one read every program from it, and still matched.
+    assert any(default_compile_cache_dir().iterdir())
+    (full,) = json.loads((tmp_path / "full" / "history.json").read_text())["sessions"]
+    assert full["from_cache"] == 0 < full["programs"]
+    resumed = json.loads((tmp_path / "resumed" / "history.json").read_text())["sessions"]
+    assert (
+        [s["from_cache"] for s in resumed]
+        == [s["programs"] for s in resumed]
+        == [full["programs"]] * 2
+    )
 
 
 def test_compare_runs_names_the_first_part_that_diverged(tmp_path):

@@ -12,7 +12,11 @@ Any bad flag or input ends with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +26,35 @@ if TYPE_CHECKING:
 
 USAGE_ERROR = 2
 NON_FINITE = 3
+_LOADED = time.perf_counter()  # where seconds_since_process_start() counts from without /proc
+
+
+def seconds_since_process_start() -> float:
+    """Wall seconds since this process started, interpreter start-up included.
+
+    Linux says when a process started in /proc/self/stat (in clock ticks since
+    boot, 10 ms); elsewhere this counts from the import of this module.
+    """
+    try:
+        with open("/proc/self/stat") as file:  # the name may hold spaces: split after it
+            fields = file.read().rpartition(")")[2].split()
+        with open("/proc/uptime") as file:
+            uptime = float(file.read().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _LOADED
+
+
+_process_started: float | None = time.perf_counter() - seconds_since_process_start()
+
+
+def _command_started() -> float:
+    """When this command began, on the perf_counter clock: for the first command of a
+    process its start (interpreter and imports included), for a later one in the same
+    process (a test, a notebook) the call of main()."""
+    global _process_started
+    started, _process_started = _process_started, None
+    return started if started is not None else time.perf_counter()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +92,7 @@ def _existing_dir(text: str) -> Path:
 
 
 def _model_name(text: str) -> str:
-    from flaxfit.models import MODELS
+    from flaxfit.models.names import MODEL_NAMES
     from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
 
     if is_model_spec(text):
@@ -67,9 +100,9 @@ def _model_name(text: str) -> str:
             parse_model_spec(text)
         except ModelSpecError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
-    elif text not in MODELS:
+    elif text not in MODEL_NAMES:
         raise argparse.ArgumentTypeError(
-            f"unknown model {text!r}; choose one of {', '.join(sorted(MODELS))}, or your own "
+            f"unknown model {text!r}; choose one of {', '.join(sorted(MODEL_NAMES))}, or your own "
             "class as path/to/model.py:ClassName or package.module:ClassName"
         )
     return text
@@ -86,10 +119,12 @@ def _dataset_spec(text: str) -> str:
 
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (the run's config), plus --config FILE."""
-    from flaxfit.models.registry import APIS
+    from flaxfit.models.names import APIS
     from flaxfit.runs.config import DTYPES, MONITORS, OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig
 
-    defaults = TrainConfig()
+    # The fields' defaults, not TrainConfig(): checking a config imports numpy and Flax,
+    # which `--help` should not wait for.
+    defaults = argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(TrainConfig)})
     add = command.add_argument
     add("--config", type=Path, help="a config.json to start from; flags given override it")
     add("--recipe", choices=RECIPES, default=None,
@@ -153,9 +188,23 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
         help="keep params matching this glob fixed (e.g. 'Conv_*/*'); repeatable")  # fmt: skip
 
 
+#: The commands that compile XLA programs: they read and write the compilation cache.
+COMPILING = ("train", "verify-resume", "evaluate", "predict", "serve", "export", "plot",
+             "params", "summary")  # fmt: skip
+
+
+def _add_compile_cache_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-compile-cache", action="store_true",
+        help="compile every program afresh instead of reusing JAX's compilation cache in "
+             "$FLAXFIT_CACHE/xla (also: FLAXFIT_NO_COMPILE_CACHE=1)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag; imports only light modules, so `--help` answers at once."""
     from flaxfit import __version__
-    from flaxfit.models import MODELS
+    from flaxfit.models.names import MODEL_NAMES
     from flaxfit.runs.config import MONITORS
 
     parser = _Parser(prog="flaxfit", description="Train and use the models of 'JAX / Flax 入門'.")
@@ -251,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser(
         "summary", help="a model's layers: shapes, params and FLOPs; the cost of a train step"
     )
-    summary.add_argument("--model", choices=sorted(MODELS), default="cnn1")
+    summary.add_argument("--model", choices=sorted(MODEL_NAMES), default="cnn1")
     summary.add_argument("--batch-size", type=_positive_int, default=128)
 
     params = commands.add_parser("params", help="every params array of a run: shape and statistics")
@@ -278,12 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--no-center", action="store_true", help="resize only; skip MNIST-style crop and centring"
     )
+    for name in COMPILING:
+        _add_compile_cache_flag(commands.choices[name])
     return parser
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    import dataclasses
-
     from flaxfit.models.user import parse_model_args
     from flaxfit.runs.config import TrainConfig
 
@@ -318,7 +367,11 @@ def _resume_command(argv: Sequence[str]) -> str:
 def _train(args: argparse.Namespace) -> int:
     from flaxfit.runs.directory import train_run
     from flaxfit.runs.signals import EXIT_CODES, StopRequest
+    from flaxfit.training.history import format_session
     from flaxfit.training.loop import NonFiniteError, TrainingInterrupted
+
+    # Python, JAX, Flax and the flag checks are loaded: the rest is the run's own time.
+    timings = {"imports": time.perf_counter() - args.started}
 
     config = _config_from_args(args)
     out = args.out or Path("runs") / config.model
@@ -332,7 +385,7 @@ def _train(args: argparse.Namespace) -> int:
                 config, out, fresh=args.fresh, verbose=not args.quiet, should_stop=stop,
                 stop_after_epoch=args.stop_after_epoch, keep=args.keep,
                 checkpoint_every=args.checkpoint_every, tensorboard=args.tensorboard,
-                best_by=args.best_by,
+                best_by=args.best_by, timings=timings,
             )  # fmt: skip
     except TrainingInterrupted as interrupted:
         print(
@@ -373,6 +426,8 @@ def _train(args: argparse.Namespace) -> int:
         print(
             f"saved {out}/ (config.json, history.json, metrics.csv, params.msgpack, checkpoints/)"
         )
+    if "compile" in timings:  # this process trained (a finished run is only read back)
+        print(format_session(timings, total=time.perf_counter() - args.started))
     accuracy = 100 * last["test_accuracy"]
     print(f"test accuracy: {accuracy:.2f}% ({config.model}, {last['epoch']} epochs)")
     return 0
@@ -467,7 +522,8 @@ def _verify_resume(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     print(f"verify-resume: {config.model} on {config.dataset}, {config.epochs} epochs; stopped "
           f"after epoch {args.stop_after} and continued in a new process", flush=True)  # fmt: skip
-    report = verify_resume(config, stop_after=args.stop_after, work_dir=args.work_dir)
+    report = verify_resume(config, stop_after=args.stop_after, work_dir=args.work_dir,
+                           compile_cache=not args.no_compile_cache)  # fmt: skip
     print(report.format())
     return 0 if report.bit_exact else 1
 
@@ -604,6 +660,7 @@ def train_defaults(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `flaxfit` console script and `python -m flaxfit`."""
+    started = _command_started()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -617,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    args.argv = argv
+    args.argv, args.started = argv, started
     if args.command in ("train", "verify-resume"):
         from flaxfit.runs.xla_env import request_deterministic_gpu
 
@@ -638,7 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eject": _eject,
     }[args.command]
     try:
-        return command(args)
+        with _compile_cache(args):
+            return command(args)
     except ValueError as error:  # DataError, RunError and bad arguments are ValueErrors
         print(f"flaxfit {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -649,6 +707,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"flaxfit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _compile_cache(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """JAX's persistent compilation cache around a command that compiles, unless turned off."""
+    from flaxfit.runs.compile_cache import compile_cache, compile_cache_disabled
+
+    if args.command not in COMPILING or args.no_compile_cache or compile_cache_disabled():
+        return contextlib.nullcontext()
+    return compile_cache()
 
 
 def _read_config_file(path: Path) -> dict:

@@ -10,7 +10,9 @@ from flax import linen as nn
 from flaxfit.models import nnx as nnx_models
 from flaxfit.models import resnet
 from flaxfit.models.mnist import MLP, DoubleLayerCNN, SingleLayerCNN, SoftmaxRegression
+from flaxfit.models.names import APIS as APIS
 
+# Keyed by flaxfit.models.names.MODEL_NAMES, in its order (tests/test_models.py checks).
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "softmax": SoftmaxRegression,
     "cnn1": SingleLayerCNN,
@@ -28,7 +30,6 @@ NNX_MODELS: dict[str, Callable[..., Any]] = {
     "resnet8": resnet.NnxResNet8,
     "resnet20": resnet.NnxResNet20,
 }
-APIS = ("linen", "nnx")
 
 
 def create_model(

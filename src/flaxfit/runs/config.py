@@ -8,10 +8,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from flaxfit.data import DataError, parse_dataset_spec
-from flaxfit.models import MODELS
-from flaxfit.models.registry import APIS
-from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
+# Light on purpose: `flaxfit train --help` reads the defaults and choices below, so the
+# data and model modules (numpy, Flax: over a second) are imported only to check a config.
+from flaxfit.models.names import APIS, MODEL_NAMES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DTYPES = ("float32", "bfloat16")
@@ -84,6 +83,9 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from flaxfit.data import DataError, parse_dataset_spec
+        from flaxfit.models.user import ModelSpecError, is_model_spec, parse_model_spec
+
         problems = []
         for name in ("image_shape", "class_names"):  # JSON gives lists
             if getattr(self, name) is not None:
@@ -105,9 +107,9 @@ class TrainConfig:
                 if spec.is_file:
                     absolute = os.path.abspath(os.path.expanduser(spec.module))
                     object.__setattr__(self, "model", f"{absolute}:{spec.name}")
-        elif self.model not in MODELS:
+        elif self.model not in MODEL_NAMES:
             problems.append(
-                f"model {self.model!r} is unknown; choose one of: {', '.join(MODELS)}, or "
+                f"model {self.model!r} is unknown; choose one of: {', '.join(MODEL_NAMES)}, or "
                 "your own as path/to/model.py:ClassName"
             )
         elif self.model_args:
@@ -186,6 +188,8 @@ class TrainConfig:
     @property
     def user_model(self) -> bool:
         """Whether `model` names the user's own class rather than a registry model."""
+        from flaxfit.models.user import is_model_spec
+
         return is_model_spec(self.model)
 
     def make_model(self, *, refuse_under: Any = None) -> Any:
@@ -199,7 +203,7 @@ class TrainConfig:
         import jax.numpy as jnp
 
         from flaxfit.models import create_model
-        from flaxfit.models.user import build_model, load_class
+        from flaxfit.models.user import build_model, load_class, parse_model_spec
 
         if self.user_model:
             cls = load_class(parse_model_spec(self.model), refuse_under=refuse_under)

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -439,6 +440,7 @@ def train_run(
     log: Callable[[str], None] = print,
     init_params: Any = None,
     lineage: Lineage | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Run:
     """Train `config` into `directory`, continuing the run already there if any.
 
@@ -452,6 +454,11 @@ def train_run(
     (matched by path, see `flaxfit.models.params.transfer`), or from `init_params`
     (every array checked against the model); `lineage` records edits made to
     those before, and goes into the manifest with the transfer and freeze.
+
+    `timings` (a dict, e.g. {"imports": 2.1} as the `flaxfit` command measures
+    it) becomes this process's entry in the run's `History.sessions`: train_run
+    adds "data" (loading the dataset), fit() "compile", "training" and
+    "evaluation". A finished run is not trained again and `timings` is left as it was.
 
     While it runs, the directory is locked (`flaxfit.runs.lock.RunLock`): a second
     trainer on it fails at once, naming this one. On resume, a damaged newest
@@ -486,10 +493,13 @@ def train_run(
         _check_init_flags(config, resume)
         if config.user_model:  # before the data: a bad model option fails at once
             _make_model(config)
+        timings = {} if timings is None else timings
         if dataset is None:
+            loading = time.perf_counter()
             dataset = load_data(
                 config.dataset, config.data_dir, image_size=config.image_size, verbose=verbose
             )
+            timings["data"] = time.perf_counter() - loading
         config = _record_data(config, dataset, directory if resume else None)
         # Raises (before anything is written) if the batch is larger than the data.
         steps = steps_per_epoch(len(dataset.train), config.batch_size)
@@ -562,6 +572,7 @@ def train_run(
                 verbose=verbose, should_stop=should_stop, num_classes=config.num_classes,
                 augment=recipe_for(config.input_shape) if config.augment else None,
                 label_smoothing=config.label_smoothing,
+                timings=timings,
             )  # fmt: skip
             finished = stop_after_epoch is None or len(history) >= config.epochs
             if finished and config.early_stop_patience:

@@ -110,12 +110,18 @@ def compare_runs(full: Path, resumed: Path, config: TrainConfig) -> ResumeReport
 
 
 def verify_resume(
-    config: TrainConfig, *, stop_after: int = 1, work_dir: str | Path | None = None
+    config: TrainConfig,
+    *,
+    stop_after: int = 1,
+    work_dir: str | Path | None = None,
+    compile_cache: bool = True,
 ) -> ResumeReport:
     """Train `config` unbroken and broken after `stop_after` epochs; compare bit for bit.
 
     The continuation runs in a new Python process, restoring only from the
-    checkpoint on disk. Needs the data `config` names to be loadable.
+    checkpoint on disk. Needs the data `config` names to be loadable. With
+    `compile_cache` (as `flaxfit train` runs by default) the later processes read
+    the programs the first one compiled, so the check covers the cache too.
     """
     if not 1 <= stop_after < config.epochs:
         raise ValueError(f"stop_after must be between 1 and epochs - 1 ({config.epochs - 1}), "
@@ -125,7 +131,8 @@ def verify_resume(
         root.mkdir(parents=True, exist_ok=True)
         config_file = root / "config.json"
         config_file.write_text(config.to_json())
-        _train(config_file, root / "full")
-        _train(config_file, root / "resumed", "--stop-after-epoch", str(stop_after))
-        _train(config_file, root / "resumed")  # a fresh process: restores from disk only
+        flags = () if compile_cache else ("--no-compile-cache",)
+        _train(config_file, root / "full", *flags)
+        _train(config_file, root / "resumed", "--stop-after-epoch", str(stop_after), *flags)
+        _train(config_file, root / "resumed", *flags)  # a fresh process: restores from disk only
         return compare_runs(root / "full", root / "resumed", config)

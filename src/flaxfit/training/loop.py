@@ -508,6 +508,7 @@ def fit(
     augment: Recipe | None = None,
     label_smoothing: float = 0.0,
     fast_ops: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> tuple[TrainState, History]:
     """Train `state` for `epochs` epochs; evaluate on `test` after each one.
 
@@ -548,6 +549,10 @@ def fit(
         should_stop: polled after every chunk; when it returns True, fit calls
             `on_interrupt(state, progress, history)` on the callbacks (a
             checkpointer saves there) and raises `TrainingInterrupted`.
+        timings: where this call's time goes, as the entry of `history.sessions`
+            it becomes: the seconds measured before fit (e.g. {"imports": 2.1,
+            "data": 0.4}), to which fit adds "compile", "training" and
+            "evaluation" as it goes (the dict passed in is the one filled in).
 
     Returns:
         The trained state and the `History` (per-epoch metrics, compile time apart).
@@ -583,7 +588,7 @@ def fit(
             train_step=train_step, eval_step=eval_step, eval_batch_size=eval_batch_size,
             steps_per_dispatch=steps_per_dispatch, num_classes=num_classes, callbacks=callbacks,
             verbose=verbose, start=start, history=history, should_stop=should_stop, mesh=mesh,
-            augment=augment, label_smoothing=label_smoothing,
+            augment=augment, label_smoothing=label_smoothing, timings=timings,
         )  # fmt: skip
     except TrainingInterrupted as interrupted:
         interrupted.state = interrupted.state.replace(apply_fn=apply_fn)
@@ -612,6 +617,7 @@ def _fit(
     mesh: Mesh | None,
     augment: Recipe | None,
     label_smoothing: float,
+    timings: dict[str, float] | None,
 ) -> tuple[TrainState, History]:
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
@@ -645,12 +651,17 @@ def _fit(
         batch_size=eval_batch_size, eval_step=eval_step, num_classes=classes, mesh=mesh
     )
 
+    session = history.start_session(timings)  # filled in as it goes: saved with every epoch
+
     # Compile every program up front, so epoch times are steady-state times.
+    compiling = time.perf_counter()
     with watch_compiles() as compiled:
         _precompile(
             state, train_images, train_labels, test_arrays, steps_total, epoch_kwargs, eval_kwargs
         )
     history.compile_seconds += compiled.seconds
+    session.update(compile=time.perf_counter() - compiling, programs=compiled.compiles,
+                   from_cache=compiled.cache_hits)  # fmt: skip
 
     stop_requested = False
 
@@ -675,12 +686,15 @@ def _fit(
         if progress.steps_done < steps_total:
             call_hooks(callbacks, "on_interrupt", state, progress, history)
             raise TrainingInterrupted(state, progress, history)
-        train_metrics = epoch_metrics(progress, batch_size)
+        train_metrics = epoch_metrics(progress, batch_size)  # floats: the epoch has finished
+        trained = time.perf_counter()
         if test_arrays is None:  # no test split: a classifier's test columns are NaN
             test_metrics = {"loss": math.nan, "accuracy": math.nan} if classes else {}
         else:
             test_metrics = evaluate(state, test_arrays, **eval_kwargs)
         seconds = time.perf_counter() - started
+        session["training"] += trained - started
+        session["evaluation"] += seconds - (trained - started)
         history.append(
             {
                 "epoch": epoch,
