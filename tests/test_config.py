@@ -49,6 +49,7 @@ def test_bad_transfer_fields_are_named(values, message):
         ("warmup_epochs", 9.0, "warmup_epochs must be within 0..epochs"),
         ("decay_rate", 1.5, "decay_rate must be in"),
         ("momentum", 1.0, "momentum must be in"),
+        ("b2", 1.0, r"b2 must be in \[0, 1\)"),
         ("weight_decay", -0.1, "weight_decay must be >= 0"),
         ("clip_norm", 0.0, "clip_norm must be positive"),
         ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\)"),

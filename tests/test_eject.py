@@ -173,9 +173,9 @@ def test_the_ejected_file_is_ruff_clean_and_short(cnn1_file):
     "config",
     [
         TrainConfig(),
-        TrainConfig(schedule="warmup_cosine", optimizer="adamw", weight_decay=0.1),
+        TrainConfig(schedule="warmup_cosine", optimizer="adamw", weight_decay=0.1, b2=0.95),
         TrainConfig(schedule="exponential", optimizer="sgd", momentum=0.0, clip_norm=0.5),
-        TrainConfig(schedule="onecycle", weight_decay=1e-4),
+        TrainConfig(schedule="onecycle", weight_decay=1e-4, b2=0.99),
         TrainConfig(schedule="constant", optimizer="sgd"),
         TrainConfig(schedule="warmup_cosine", clip_norm=1.0, weight_decay=1e-3, optimizer="sgd"),
     ],

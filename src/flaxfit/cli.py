@@ -157,6 +157,8 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
         help="exponential: factor per epoch")  # fmt: skip
     add("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     add("--momentum", type=float, default=defaults.momentum, help="sgd momentum")
+    add("--b2", type=float, default=defaults.b2,
+        help="adam/adamw: decay of the squared-gradient average (optax's b2)")  # fmt: skip
     add("--weight-decay", type=float, default=defaults.weight_decay)
     add("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
     add("--label-smoothing", type=float, default=defaults.label_smoothing,

@@ -56,13 +56,13 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     if config.clip_norm is not None:
         parts.append(optax.clip_by_global_norm(config.clip_norm))
     if config.optimizer == "adamw":
-        parts.append(optax.adamw(lr, weight_decay=config.weight_decay))
+        parts.append(optax.adamw(lr, b2=config.b2, weight_decay=config.weight_decay))
     else:
         if config.weight_decay:
             parts.append(optax.add_decayed_weights(config.weight_decay))
         if config.optimizer == "sgd":
             parts.append(optax.sgd(lr, momentum=config.momentum or None))
         else:
-            parts.append(optax.adam(lr))
+            parts.append(optax.adam(lr, b2=config.b2))
     optimizer = parts[0] if len(parts) == 1 else optax.chain(*parts)
     return freeze(optimizer, config.freeze) if config.freeze else optimizer

@@ -283,17 +283,18 @@ def optimizer_expression(config: TrainConfig, indent: int = 4) -> str:
             "transition_steps=EPOCHS * steps_per_epoch", f"peak_value={lr}"]),
     }[config.schedule]  # fmt: skip
     parts = []
+    b2 = "" if config.b2 == 0.999 else f", b2={config.b2!r}"  # optax's default is 0.999
     if config.clip_norm is not None:
         parts.append(f"optax.clip_by_global_norm({config.clip_norm!r})")
     if config.optimizer == "adamw":
-        parts.append(f"optax.adamw(learning_rate, weight_decay={config.weight_decay!r})")
+        parts.append(f"optax.adamw(learning_rate{b2}, weight_decay={config.weight_decay!r})")
     else:
         if config.weight_decay:
             parts.append(f"optax.add_decayed_weights({config.weight_decay!r})")
         if config.optimizer == "sgd":
             parts.append(f"optax.sgd(learning_rate, momentum={config.momentum or None!r})")
         else:
-            parts.append("optax.adam(learning_rate)")
+            parts.append(f"optax.adam(learning_rate{b2})")
     rate = lr if schedule is None else _call(*schedule, indent, len("learning_rate = "))
     transform = parts[0] if len(parts) == 1 else _call("optax.chain", parts, indent, 7)
     return f"learning_rate = {rate}\n{' ' * indent}return {transform}"
