@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 .PHONY: train test lint venv dev clean chromium
 
 train: $(VENV)/.runtime
-	$(BIN)/flaxfit train --model cnn1 --epochs 3 --out runs/default
+	$(BIN)/flaxfit train --recipe fast --out runs/default
 
 test: $(VENV)/.dev chromium
 	$(BIN)/ruff check src tests benchmarks

@@ -5,10 +5,22 @@ import pytest
 from flaxfit.runs.config import TrainConfig
 
 
-def test_defaults_are_make_trains_run():
+def test_the_defaults_are_the_deck_model_with_adam_on_a_cosine():
     config = TrainConfig()
     assert (config.model, config.epochs, config.batch_size) == ("cnn1", 3, 128)
     assert (config.optimizer, config.schedule, config.lr) == ("adam", "cosine", 2e-3)
+
+
+def test_make_train_runs_the_fast_recipe():
+    import shlex
+    from pathlib import Path
+
+    from flaxfit.runs.config import RECIPES
+
+    makefile = (Path(__file__).parent.parent / "Makefile").read_text()
+    line = next(line for line in makefile.splitlines() if "/flaxfit train " in line)
+    argv = shlex.split(line.split("/flaxfit ", 1)[1])
+    assert _train_config(argv) == TrainConfig(**RECIPES["fast"])
 
 
 def test_json_round_trip():
