@@ -133,6 +133,33 @@ def test_the_ejected_file_trains_the_runs_params_bit_for_bit(flags, model_file, 
     _assert_same_as_run(run, out, tmp_path)
 
 
+def _write_sources(root: Path) -> dict[str, str]:
+    """The same few digits as an arrays file (4 classes, named) and as a folder of PNGs."""
+    from PIL import Image
+
+    data = make_dataset(240, 60)
+    split = data.train
+    train, test = (split.images, split.labels % 4), (data.test.images, data.test.labels % 4)
+    np.savez(root / "digits.npz", x_train=train[0], y_train=train[1].astype(np.int64),
+             x_test=test[0], y_test=test[1], class_names=np.array(list("abcd")))  # fmt: skip
+    for name, (images, labels) in {"train": train, "test": test}.items():
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / "pictures" / name / "abcd"[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{index}.png")
+    return {"npz": f"npz:{root / 'digits.npz'}", "folder": f"folder:{root / 'pictures'}"}
+
+
+@pytest.mark.parametrize("source", ["npz", "folder"])
+def test_runs_on_your_arrays_or_pictures_eject_bit_for_bit(source, tmp_path):
+    dataset = _write_sources(tmp_path)[source]
+    run = _train(tmp_path / "run", "--model", "softmax", "--dataset", dataset)
+    out = tmp_path / "train_run.py"
+    assert main(["eject", "--run", str(run), "-o", str(out)]) == 0
+    assert ("read_npz(DATA" in out.read_text()) == (source == "npz")  # else flaxfit's cache
+    _assert_same_as_run(run, out, tmp_path)
+
+
 @pytest.fixture(scope="module")
 def cnn1_file(tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("ejected") / "train_cnn1.py"

@@ -355,6 +355,15 @@ def _changes(old: object, new: dict[str, str]) -> str:
     return counts + (f" (e.g. {example})" if example else "")
 
 
+def folder_cache_path(
+    spec: DatasetSpec, image_size: tuple[int, int] | None, cache_dir: Path
+) -> Path:
+    """The cache file of an image folder decoded at `image_size`: one per folder and size,
+    replaced when its files change."""
+    where = hashlib.sha256(f"{spec.path}\0{image_size}".encode()).hexdigest()[:16]
+    return cache_dir / f"folder-{where}.npz"
+
+
 def _load_folder(
     spec: DatasetSpec, image_size: tuple[int, int] | None, cache_dir: Path, report: _Report
 ) -> Dataset:
@@ -373,9 +382,7 @@ def _load_folder(
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    # One cache file per folder and size, replaced when its files change.
-    where = hashlib.sha256(f"{spec.path}\0{image_size}".encode()).hexdigest()[:16]
-    path = cache_dir / f"folder-{where}.npz"
+    path = folder_cache_path(spec, image_size, cache_dir)
     name, count = str(spec), len(files)
     try:
         meta = cache.read_cache_meta(path)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from flaxfit.data import Dataset
+from flaxfit.data import Dataset, parse_dataset_spec
 from flaxfit.data.cache import cache_path, default_cache_dir
 from flaxfit.data.idx import find_idx_files
+from flaxfit.data.load import folder_cache_path
 from flaxfit.runs.config import TrainConfig
 from flaxfit.tools.eject.source import EjectError
 
@@ -48,6 +49,14 @@ def load_cache(path: str) -> tuple[np.ndarray, ...]:
         return tuple(npz[role] for role in ROLES)
 
 
+def read_npz(path: str, label_dtype: str) -> tuple[np.ndarray, ...]:
+    """Your arrays file (read without pickle), its labels in the dtype flaxfit stored them."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = [npz[key] for key in ("x_train", "y_train", "x_test", "y_test")]
+    x_train, y_train, x_test, y_test = arrays
+    return x_train, y_train.astype(label_dtype), x_test, y_test.astype(label_dtype)
+
+
 LOAD_DATA = '''
 def load_data() -> tuple[np.ndarray, ...]:
     """Train images, labels, test images, labels: the arrays the run trained on."""
@@ -63,8 +72,8 @@ def data_section(config: TrainConfig, dataset: Dataset) -> tuple[list[object], s
     """(library functions to copy, constants, `load_data`) for the run's data source.
 
     Raises:
-        EjectError: a source the ejector does not read (image folders, CIFAR-10's own files,
-            npz: files): train once so the data is in flaxfit's cache, or use a named dataset.
+        EjectError: a source the ejector does not read (CIFAR-10's own files), or a cache
+            file that is missing: train once so the data is in flaxfit's cache.
     """
     arrays = (dataset.train.images, dataset.train.labels, dataset.test.images, dataset.test.labels)
     digest = data_sha256(arrays)
@@ -73,8 +82,16 @@ def data_section(config: TrainConfig, dataset: Dataset) -> tuple[list[object], s
         listed = ",\n".join(f'    "{role}": "{files[role]}"' for role in ROLES)
         constants = f'DATA = {{\n{listed},\n}}\nDATA_SHA256 = "{digest}"\n'
         return [read_idx], constants, "tuple(read_idx(DATA[role]) for role in ROLES)"
-    if config.dataset in ("mnist", "fashion_mnist", "cifar10") and not config.data_dir:
-        path = cache_path(default_cache_dir(), config.dataset)
+    spec = parse_dataset_spec(config.dataset)
+    if spec.kind == "npz":
+        constants = f'DATA = "{spec.path}"  # your arrays file\nDATA_SHA256 = "{digest}"\n'
+        return [read_npz], constants, f'read_npz(DATA, "{dataset.train.labels.dtype}")'
+    if spec.kind == "folder" or (spec.is_named and not config.data_dir):
+        # A folder is read from the arrays flaxfit decoded its pictures into, once.
+        if spec.kind == "folder":
+            path = folder_cache_path(spec, config.image_size, default_cache_dir())
+        else:
+            path = cache_path(default_cache_dir(), config.dataset)
         if not path.is_file():
             raise EjectError(
                 f"{path}: no flaxfit cache of {config.dataset}; run flaxfit train once (or "
@@ -83,9 +100,8 @@ def data_section(config: TrainConfig, dataset: Dataset) -> tuple[list[object], s
         constants = f'DATA = "{path}"  # flaxfit\'s cache\nDATA_SHA256 = "{digest}"\n'
         return [load_cache], constants, "load_cache(DATA)"
     raise EjectError(
-        f"dataset {config.dataset}{' with --data-dir' if config.data_dir else ''}: eject reads "
-        "flaxfit's cache of mnist, fashion_mnist and cifar10, or MNIST's IDX files "
-        "(--data-dir); train on one of those to eject the run"
+        f"dataset {config.dataset} with --data-dir: eject reads MNIST's IDX files there, or "
+        "flaxfit's cache of the dataset; train once without --data-dir to fill the cache"
     )
 
 

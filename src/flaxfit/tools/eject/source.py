@@ -129,7 +129,10 @@ class Closure:
                 self.definitions.append(strip_docstring(source) if strip_docs else source)
                 return
         if name in self.provided:
-            if not _same(self.provided[name], value):
+            # flaxfit's modules use NUM_CLASSES (MNIST's 10) only as the default of a
+            # `num_classes` option, which the ejected constructor passes when the run's
+            # differs; a user's module may use a name anywhere, so a clash there is refused.
+            if not _same(self.provided[name], value) and not module.__name__.startswith("flaxfit."):
                 raise EjectError(
                     f"{module.__name__} uses {name} = {value!r}, but the run's {name} is "
                     f"{self.provided[name]!r}; pass it to the model as an option instead"
