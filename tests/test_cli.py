@@ -121,6 +121,29 @@ def test_help_imports_neither_jax_nor_numpy():
     assert result.stdout.splitlines()[-1] == "[0, 0, 0] []"
 
 
+def test_the_lazy_package_still_reaches_every_subpackage_by_attribute():
+    # `import flaxfit` imports nothing heavy, yet `flaxfit.data.X` and `flaxfit.models.nnx.X`
+    # work as they did when the package imported them eagerly (notebook 6 uses the latter).
+    script = (
+        "import flaxfit\n"
+        "print(flaxfit.data.default_cache_dir is not None, flaxfit.models.nnx.SingleLayerCNN,\n"
+        "      flaxfit.training.loop.fit is flaxfit.fit)\n"
+        "for package, name in ((flaxfit, 'no_such_thing'), (flaxfit.models, '_private')):\n"
+        "    try:\n"
+        "        getattr(package, name)\n"
+        "    except AttributeError as error:\n"
+        "        print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "True <class 'flaxfit.models.nnx.SingleLayerCNN'> True",
+        "module 'flaxfit' has no attribute 'no_such_thing'",
+        "module 'flaxfit.models' has no attribute '_private'",
+    ]
+
+
 def test_python_dash_m_runs_the_cli(trained_run):
     result = subprocess.run(
         [sys.executable, "-m", "flaxfit", "evaluate", "--run", str(trained_run)],

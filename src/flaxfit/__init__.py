@@ -131,7 +131,7 @@ _moved.install()  # flaxfit.plots, flaxfit.loop, ...: the module paths from befo
 
 def __getattr__(name: str) -> object:
     if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _moved.submodule(__name__, name)
     module, attribute = _EXPORTS[name]
     try:  # as `from module import attribute` finds it: a name there, or a submodule
         value = getattr(importlib.import_module(module), attribute)
@@ -195,3 +195,4 @@ __all__ = [
     "verify_resume",
     "watch_compiles",
 ]
+

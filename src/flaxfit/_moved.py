@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 from types import ModuleType
 
@@ -77,3 +78,12 @@ def install() -> None:
     # from the package's real folder, as a separate module.
     if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Alias())
+
+
+def submodule(package: str, name: str) -> ModuleType:
+    """`package.name` imported on first use: what a package's `__getattr__` returns, so
+    that `import flaxfit; flaxfit.training.loop.fit` works although no package imports its
+    modules eagerly (which keeps `flaxfit --help` free of JAX). AttributeError otherwise."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+        return importlib.import_module(f"{package}.{name}")
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -36,3 +36,9 @@ __all__ = [
     "read_idx_dir",
     "write_idx",
 ]
+
+
+def __getattr__(name: str) -> object:  # flaxfit.data.MODULE without importing it first
+    from flaxfit._moved import submodule
+
+    return submodule(__name__, name)

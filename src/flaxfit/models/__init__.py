@@ -38,8 +38,10 @@ __all__ = sorted([*_EXPORTS, "nnx"])
 
 
 def __getattr__(name: str) -> object:
-    if name not in _EXPORTS:  # `nnx` and the other submodules are found by the import system
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _EXPORTS:
+        from flaxfit._moved import submodule
+
+        return submodule(__name__, name)
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value  # once: later look-ups are plain attribute reads
     return value
