@@ -12,8 +12,7 @@ The file is assembled, in the deck's order, from:
   optax expression `runs.optim.make_optimizer` builds for the config.
 
 What the ejector cannot reproduce bit for bit (BatchNorm statistics, dropout,
-augmentation, stock convs that fit() rewrites, transferred or frozen params,
-early stopping) is refused with `EjectError`, naming the part and why.
+stock convs that fit() rewrites, transferred or frozen params, early stopping) is refused with `EjectError`, naming the part and why.
 tests/test_eject.py runs the files and compares their params with the runs'.
 """
 
@@ -38,8 +37,9 @@ from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import PARAMS_FILE, RunError, load_run, with_model_source
 from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
 from flaxfit.tools.eject.source import LINE_LENGTH, Closure, EjectError, sorted_imports
+from flaxfit.training import augment as augmentations
 from flaxfit.training.fast_ops import rules_for
-from flaxfit.training.loop import chunk_sizes, epoch_order, steps_per_epoch
+from flaxfit.training.loop import chunk_sizes, epoch_order, step_key, steps_per_epoch
 from flaxfit.training.step import to_model_inputs
 
 HEADER = '''"""Train {what} as `flaxfit train` did{where}, in one file of JAX, Flax and Optax.
@@ -74,6 +74,7 @@ NUM_CLASSES = {num_classes}
 
 
 # --- the model ----------------------------------------------------------------
+
 
 {model}
 
@@ -114,13 +115,13 @@ def train_step(state, inputs, labels):
 
 
 @partial(jax.jit, static_argnames=("num_steps",), donate_argnames=("state",))
-def run_steps(state, images, labels, order, first_step, *, num_steps):
+def run_steps(state, images, labels, order, first_step{epoch_parameter}, *, num_steps):
     """Steps first_step .. first_step + num_steps - 1 of an epoch in one compiled scan."""
     indices = jax.lax.dynamic_slice_in_dim(order, first_step * BATCH_SIZE, num_steps * BATCH_SIZE)
-
-    def one_step(state, batch):
-        inputs, targets = to_model_inputs(images[batch], labels[batch], NUM_CLASSES)
-{smoothing}        old = state
+{scan_steps}
+    def one_step(state, {step_and_batch}):
+{unpack}        inputs, targets = to_model_inputs(images[batch], labels[batch], NUM_CLASSES)
+{augmentation}{smoothing}        old = state
         state, loss = train_step(state, inputs, targets)
         # Accuracy of the params before the step, as the loss is: the same forward pass,
         # which XLA computes once for both.
@@ -128,7 +129,7 @@ def run_steps(state, images, labels, order, first_step, *, num_steps):
         correct = jnp.sum(jnp.argmax(logits, -1) == jnp.argmax(targets, -1), dtype=jnp.int32)
         return state, {{"loss": loss, "correct": correct}}
 
-    return jax.lax.scan(one_step, state, indices.reshape(num_steps, BATCH_SIZE))
+    return jax.lax.scan(one_step, state, {scanned})
 
 
 # --- evaluation: every test example counted once ----------------------------------
@@ -181,7 +182,7 @@ def fit(state, train, test, epochs=EPOCHS):
         order = jax.device_put(epoch_order(SEED, epoch, len(images)))
         done, chunks = 0, []
         for size in chunk_sizes(steps, STEPS_PER_DISPATCH):
-            state, metrics = run_steps(state, images, labels, order, done, num_steps=size)
+            state, metrics = run_steps({run_steps_arguments}, num_steps=size)
             chunks.append(metrics)
             done += size
         chunks = jax.device_get(chunks)  # the epoch's one wait for the device
@@ -243,7 +244,6 @@ class Ejected:
 def _refuse_options(config: TrainConfig) -> None:
     """EjectError for the config options whose numbers the file does not reproduce."""
     refused = {
-        "augment": "--augment (the file has no augmentation on the device)",
         "init_from": "--init-from (the file starts from fresh params)",
         "freeze": "--freeze (the file has no frozen params)",
         "early_stop_patience": "--early-stop-patience (early stopping restores the best "
@@ -401,6 +401,28 @@ def _check_model(config: TrainConfig, model: Any, state: Any) -> None:
             "fit(fast_ops=False)"
         )
 
+def _augmentation_parts(augment: str | None) -> dict[str, str]:
+    """run_steps' pieces with fit(augment=...): each step's key from (SEED, epoch, step), as
+    fit() derives it, or none of it for a run without augmentation."""
+    batches = "indices.reshape(num_steps, BATCH_SIZE)"
+    if augment is None:
+        return dict(epoch_parameter="", scan_steps="", step_and_batch="batch", unpack="",
+                    augmentation="", scanned=batches,
+                    run_steps_arguments="state, images, labels, order, done")  # fmt: skip
+    return dict(
+        epoch_parameter=", epoch", run_steps_arguments="state, images, labels, order, done, epoch",
+        scan_steps="    steps = first_step + jnp.arange(num_steps)\n",
+        step_and_batch="step_and_batch", unpack="        step, batch = step_and_batch\n",
+        augmentation=(
+            "        # Augmented on the device with a key from (SEED, epoch, step): a run resumed\n"
+            "        # anywhere draws what an unbroken one draws.\n"
+            f"        key = jax.random.fold_in(step_key(SEED, epoch, step), 1)\n"
+            f"        inputs = {augment}(key, inputs)\n"
+        ),
+        scanned=f"(steps, {batches})",
+    )  # fmt: skip
+
+
 #: fit(label_smoothing=...)'s line in run_steps, in the ejected file's names.
 SMOOTHING = """\
         # Train toward (1 - S) * one-hot + S / classes; argmax, so accuracy, is unchanged.
@@ -417,6 +439,7 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
     """
     _refuse_options(config)
     config = config.record_data(dataset.image_shape, dataset.class_names)
+    augment = augmentations.recipe_for(config.input_shape) if config.augment else None
     from flaxfit.runs.optim import make_optimizer
     from flaxfit.training.step import create_train_state
 
@@ -467,6 +490,9 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
     count = len(closure.definitions)
     for function in (epoch_order, steps_per_epoch, chunk_sizes, to_model_inputs):
         closure.add(function)
+    if augment is not None:  # the very functions fit()'s step calls
+        closure.add(step_key)
+        closure.add(getattr(augmentations, augment))
     loop_definitions = closure.definitions[count:]
 
     body = TEMPLATE.format(
@@ -476,6 +502,7 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
         options_constants=(f"LABEL_SMOOTHING = {config.label_smoothing!r}\n"
                            if config.label_smoothing else ""),
         smoothing=SMOOTHING if config.label_smoothing else "",
+        **_augmentation_parts(augment),
         library_data="\n\n\n".join(data_definitions), load_data=load_data_source(reader),
         model=model_source, optimizer=optimizer_expression(config), create_state=create_state,
         apply_fn=apply_fn, train_logits=_apply_call(state.apply_fn, "state", "params", train=True),
