@@ -12,7 +12,8 @@ The file is assembled, in the deck's order, from:
   optax expression `runs.optim.make_optimizer` builds for the config.
 
 What the ejector cannot reproduce bit for bit (BatchNorm statistics, dropout,
-stock convs that fit() rewrites, transferred or frozen params, early stopping) is refused with `EjectError`, naming the part and why.
+stock convs that fit() rewrites, transferred or frozen params, early stopping) is
+refused with `EjectError`, naming the part and why.
 tests/test_eject.py runs the files and compares their params with the runs'.
 """
 
