@@ -491,8 +491,9 @@ def train_run(
         if lock is not None:  # it will train: say who does, for a second trainer's message
             lock.announce()
         _check_init_flags(config, resume)
-        if config.user_model:  # before the data: a bad model option fails at once
-            _make_model(config)
+        # Your own class fails at once on a bad option, before the data loads; a registry
+        # model is built after it, from the data's shape and classes.
+        model = _make_model(config) if config.user_model else None
         timings = {} if timings is None else timings
         if dataset is None:
             loading = time.perf_counter()
@@ -506,8 +507,10 @@ def train_run(
         log(memory_line(dataset.train, devices=jax.device_count()))
         check_fits_in_memory(dataset.train)
 
+        if model is None:
+            model = _make_model(config)
         state = create_train_state(
-            _make_model(config), jax.random.key(config.seed), make_optimizer(config, steps),
+            model, jax.random.key(config.seed), make_optimizer(config, steps),
             input_shape=(1, *config.input_shape),
         )  # fmt: skip
         history, start = History(), None
