@@ -25,53 +25,41 @@ Impl = Literal["auto", "native", "matmul"]
 
 def resolve_impl(impl: Impl) -> Literal["native", "matmul"]:
     """ "auto" picks the matmul forms on CPU and the native ops elsewhere."""
+    if impl not in ("auto", "native", "matmul"):
+        raise ValueError(f"impl must be 'auto', 'native' or 'matmul', got {impl!r}")
     if impl == "auto":
         return "matmul" if jax.default_backend() == "cpu" else "native"
-    if impl not in ("native", "matmul"):
-        raise ValueError(f"impl must be 'auto', 'native' or 'matmul', got {impl!r}")
     return impl
 
 
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """XLA's (and nn.Conv's) SAME padding: ceil(size / stride) outputs, the odd pixel at the end."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def _conv_same_matmul(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
-    """SAME-padded conv of (B, H, W, C) with (kh, kw, C, O) as one matmul over taps."""
-    kh, kw, cin, cout = kernel.shape
-    _, h, w, _ = x.shape
-    (top, bottom), (left, right) = _same_padding(h, kh, stride), _same_padding(w, kw, stride)
-    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    oh, ow = -(-h // stride), -(-w // stride)
-    # Patches (B, oh, ow, kh*kw, C) -> one (B*oh*ow, kh*kw*C) @ (kh*kw*C, O) matmul: a single
-    # large GEMM is what the CPU runs fastest; the patches cost kh*kw times the input memory.
-    span_h, span_w = (oh - 1) * stride + 1, (ow - 1) * stride + 1
-    patches = jnp.stack(
-        [xp[:, i : i + span_h : stride, j : j + span_w : stride] for i in range(kh)
-         for j in range(kw)], -2,
-    )  # fmt: skip
-    # A 2-D operand: XLA:CPU ran the same product as a 4-D dot_general 2x slower.
-    y = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
-    return y.reshape(x.shape[0], oh, ow, cout)
-
-
 def conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: Impl = "auto") -> jax.Array:
-    """SAME-padded conv of (B, H, W, C) with (kh, kw, C, O), `stride` in both directions:
-    the native convolution or the matmul form, as `impl` resolves."""
+    """SAME-padded conv of (B, H, W, C) with (kh, kw, C, O), `stride` both ways: XLA's
+    convolution, or the same sums as one matmul over its taps, as `resolve_impl` picks."""
     if resolve_impl(impl) == "native":
         return jax.lax.conv_general_dilated(
             x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
-    return _conv_same_matmul(x, kernel, stride)
+    kh, kw, cin, cout = kernel.shape
+    b, h, w, _ = x.shape
+    oh, ow = -(-h // stride), -(-w // stride)
+    # XLA's SAME padding: ceil(size / stride) outputs, the odd padded pixel at the end.
+    ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - w, 0)
+    x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    # Patches (B, oh, ow, kh*kw, C) -> one (B*oh*ow, kh*kw*C) @ (kh*kw*C, O) matmul: a single
+    # large GEMM is what the CPU runs fastest; the patches cost kh*kw times the input memory.
+    span_h, span_w = (oh - 1) * stride + 1, (ow - 1) * stride + 1
+    taps = [x[:, i : i + span_h : stride, j : j + span_w : stride] for i in range(kh)
+            for j in range(kw)]  # fmt: skip
+    # A 2-D operand: XLA:CPU ran the same product as a 4-D dot_general 2x slower.
+    y = jnp.stack(taps, -2).reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+    return y.reshape(b, oh, ow, cout)
 
 
 class Conv(nn.Module):
     """2-D convolution, SAME padding; params `kernel` (kh, kw, C, O) and `bias` (O,).
 
-    Same parameters and outputs as `nn.Conv(features, kernel_size, strides, use_bias=...)`.
+    Same parameters, initialisation and outputs as
+    `nn.Conv(features, kernel_size, strides, use_bias=...)`.
     """
 
     features: int
@@ -79,16 +67,16 @@ class Conv(nn.Module):
     strides: int = 1
     use_bias: bool = True
     impl: Impl = "auto"
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_size
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
+        shape = (kh, kw, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape)
         y = conv(x, kernel.astype(x.dtype), self.strides, self.impl)
         if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,)).astype(x.dtype)
+            bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+            y = y + bias.astype(x.dtype)
         return y
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxfit.data import NUM_CLASSES
-from flaxfit.models._layers import Impl, _conv_same_matmul, relu_max_pool_2x2, resolve_impl
+from flaxfit.models._layers import Impl, conv, relu_max_pool_2x2
 
 MNIST_SHAPE = (28, 28, 1)
 
@@ -60,13 +60,7 @@ class Conv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel, bias = self.kernel[...].astype(x.dtype), self.bias[...].astype(x.dtype)
-        if resolve_impl(self.impl) == "native":
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-        else:
-            y = _conv_same_matmul(x, kernel)
-        return y + bias
+        return conv(x, kernel, impl=self.impl) + bias
 
 
 def _dense(in_features: int, out_features: int, dtype: Any, rngs: nnx.Rngs) -> nnx.Linear:
