@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -28,6 +29,7 @@ from helpers import make_dataset
 RUFF = Path(sys.executable).parent / "ruff"
 USER_MODEL = '''
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 HIDDEN = 32
@@ -188,8 +190,11 @@ def test_the_ejected_file_is_ruff_clean_and_short(cnn1_file):
                                text=True)  # fmt: skip
     assert formatted.returncode == 0, formatted.stdout
     text = cnn1_file.read_text()
-    # flaxfit's cnn1 brings ~115 lines of conv-as-matmul layers; pinned against growth.
-    assert len(text.splitlines()) <= 370
+    # flaxfit's cnn1 brings ~75 lines of conv-as-matmul layers; pinned against growth.
+    assert len(text.splitlines()) <= 340
+    # Specialised to the run's impl="auto": no option left, the backend still picks the conv.
+    assert "impl:" not in text and "impl=" not in text and "Impl" not in text
+    assert "jax.default_backend()" in text and "conv_general_dilated" in text
     # The deck's order: data, model, loss_fn, train_step, epoch order, chunk, evaluation, fit.
     marks = ["def load_data", "class SingleLayerCNN", "def loss_fn", "def train_step",
              "def epoch_order", "def run_steps", "def evaluate", "def fit", "__main__"]  # fmt: skip
@@ -268,3 +273,109 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, model_file):
         capsys, ["eject", "--model", "cnn1", "--freeze", "Conv_0/*", "-o", str(tmp_path / "a.py")]
     )
     assert "--freeze" in err
+
+
+SPECIALISE_ME = '''
+from typing import Literal
+
+Mode = Literal["fast", "slow"]
+KEPT = 1  # unused before specialising: stays
+
+
+def check(n: int) -> int:
+    if n <= 0:
+        raise ValueError(n)
+    return n
+
+
+def scale(x: float, mode: Mode = "fast", factor: float = 2.0) -> float:
+    """Doubles x, slowly or not."""
+    if mode not in ("fast", "slow"):
+        raise ValueError(mode)
+    if mode == "fast":
+        # the branch the calls take
+        return x * factor
+    return x + x
+
+
+def pick(x, how):
+    if how == "a":
+        return x + 1
+    return x - 1
+
+
+def run(x):
+    return scale(x) + scale(x, factor=3.0) + pick(x, "a") + pick(x, "b") + check(2)
+
+
+def guarded(n):
+    if n <= 0:
+        raise ValueError(n)
+    return n
+'''
+
+
+def _namespace(source: str) -> dict:
+    namespace: dict = {}
+    exec(compile(source, "<specialised>", "exec"), namespace)  # our own test text
+    return namespace
+
+
+def test_specialise_keeps_the_branch_the_calls_take_and_drops_the_option():
+    from flaxfit.tools.eject.specialise import specialise
+
+    out = specialise(SPECIALISE_ME, validated={"check"})
+    assert "mode" not in out and "Mode" not in out and "x + x" not in out
+    assert "# the branch the calls take" in out  # comments kept, the body dedented
+    assert "def scale(x: float, factor: float = 2.0) -> float:" in out
+    assert "scale(x) + scale(x, factor=3.0)" in out  # factor differs between calls: kept
+    assert 'if how == "a":' in out and "x - 1" in out  # both values used: both branches kept
+    assert out.count("raise ValueError(n)") == 1  # check's guard went, guarded's stayed
+    assert "KEPT = 1" in out
+    ast.parse(out)
+    assert _namespace(out)["run"](5.0) == _namespace(SPECIALISE_ME)["run"](5.0)
+
+
+def test_specialise_leaves_a_function_passed_as_a_value_as_written():
+    from flaxfit.tools.eject.specialise import specialise
+
+    out = specialise(SPECIALISE_ME + "\n\nALIAS = scale\n")  # may be called with any mode
+    assert 'mode: Mode = "fast"' in out and 'if mode == "fast":' in out and "x + x" in out
+    assert "Mode = Literal" in out
+
+
+def test_specialise_drops_a_flax_field_every_construction_leaves_at_its_default():
+    from flaxfit.tools.eject.specialise import specialise
+
+    source = """
+import jax.numpy as jnp
+from flax import linen as nn
+
+
+class Layer(nn.Module):
+    features: int
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        y = x @ self.param("w", nn.initializers.ones, (x.shape[-1], self.features))
+        if self.use_bias:
+            y = y + self.param("b", nn.initializers.ones, (self.features,))
+        return y
+
+
+class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return Layer(3, name="a")(x) + Layer(features=3, use_bias=True)(x)
+"""
+    out = specialise(source)
+    assert "use_bias" not in out and 'self.param("b"' in out
+    x = jnp.ones((2, 4))
+    results = []
+    for text in (source, out):
+        net = _namespace(text)["Net"]()
+        params = net.init(jax.random.key(0), x)
+        results.append((jax.tree.map(np.asarray, params), np.asarray(net.apply(params, x))))
+    assert jax.tree.all(jax.tree.map(np.array_equal, *[r[0] for r in results]))
+    assert np.array_equal(results[0][1], results[1][1])

@@ -9,7 +9,10 @@ The file is assembled, in the deck's order, from:
 - the steps of slide 14 and the loop around them (`TEMPLATE` below), where each
   call of the model is written with the keywords flaxfit's own `forward` passes
   to this model (`mode_keywords`, `takes_get_logits`), and the optimizer is the
-  optax expression `runs.optim.make_optimizer` builds for the config.
+  optax expression `runs.optim.make_optimizer` builds for the config;
+
+then specialised to the run (`specialise`: branches on options the run leaves at one
+value, and guards eject has already run, taken out), its imports cut to what is used.
 
 What the ejector cannot reproduce bit for bit (BatchNorm statistics, dropout,
 stock convs that fit() rewrites, transferred or frozen params, early stopping) is
@@ -19,6 +22,7 @@ tests/test_eject.py runs the files and compares their params with the runs'.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ from flaxfit.runs.config import TrainConfig
 from flaxfit.runs.directory import PARAMS_FILE, RunError, load_run, with_model_source
 from flaxfit.tools.eject.data import data_section, data_sha256, load_data_source
 from flaxfit.tools.eject.source import LINE_LENGTH, Closure, EjectError, sorted_imports
+from flaxfit.tools.eject.specialise import specialise
 from flaxfit.training import augment as augmentations
 from flaxfit.training.fast_ops import rules_for
 from flaxfit.training.loop import chunk_sizes, epoch_order, step_key, steps_per_epoch
@@ -45,17 +50,14 @@ from flaxfit.training.step import to_model_inputs
 
 HEADER = '''"""Train {what} as `flaxfit train` did{where}, in one file of JAX, Flax and Optax.
 
-Written by `flaxfit eject` from the code flaxfit's fit() runs, in the deck's order
-(data, model, loss_fn, train_step, epoch order, compiled steps, evaluation, fit).
+Written by `flaxfit eject` from the code fit() runs, in the deck's order.
 `python {file}` prints one line per epoch, as in the run's history.json;
-`--params-out FILE` writes the final params (msgpack), equal to the run's params.msgpack
-on a CPU. Left out, as none of it changes the numbers: the progress bar, checkpoints,
-resuming, signals, the manifest, the run lock and multi-device sharding; `flaxfit train`
-has them.
+`--params-out FILE` writes the final params (msgpack), on a CPU equal to params.msgpack.
+Left out, as they change no number: progress bar, checkpoints, resuming, signals,
+manifest, run lock, multi-device.
 
-`flaxfit train` の学習を 1 ファイルにしたもの（データ、モデル、loss_fn、train_step、
-エポック、評価、fit() の順）。進捗バー、チェックポイント、シグナル、マニフェスト、
-複数デバイスは数値を変えないので省略。それらは `flaxfit train` にあります。
+`flaxfit train` の学習を 1 ファイルにしたもの（スライドの順）。進捗バー、チェックポイント、
+シグナル、マニフェスト、複数デバイスは数値を変えないので省略（`flaxfit train` にあります）。
 """'''
 
 TEMPLATE = '''
@@ -449,6 +451,7 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
     except ModelSpecError as error:
         raise EjectError(str(error)) from None
     steps = steps_per_epoch(len(dataset.train), config.batch_size)
+    chunk_sizes(steps, config.steps_per_dispatch)  # raises here if the file's call would
     state = create_train_state(model, jax.random.key(config.seed), make_optimizer(config, steps),
                                input_shape=(1, *config.input_shape))  # fmt: skip
     _check_model(config, model, state)
@@ -511,12 +514,22 @@ def eject_source(config: TrainConfig, dataset: Dataset, *, where: str = "", file
         eval_logits=_apply_call(state.apply_fn, "state", "state.params", train=False),
         library_loop="\n\n\n".join(loop_definitions),
     )  # fmt: skip
-    imports = set(TEMPLATE_IMPORTS) | closure.imports
+    # eject has called these with the run's values (above), so their guards cannot fire.
+    body = specialise(body, validated={"steps_per_epoch", "chunk_sizes"})
+    used = {n.id for n in ast.walk(ast.parse(body)) if isinstance(n, ast.Name)}
+    imports = {line for line in set(TEMPLATE_IMPORTS) | closure.imports
+               if _bound_name(line) in used}  # fmt: skip
     if nnx_module:
         imports.add("from flax import nnx")
     what = f"{config.model} on {config.dataset}"
     header = HEADER.format(what=what, where=where, file=file)
     return f"{header}\n\n{sorted_imports(imports)}\n\n{body.strip()}\n"
+
+
+def _bound_name(line: str) -> str:
+    """The name an import line binds: `import a.b` binds a, `... as c` and `from a import c` c."""
+    words = line.split()
+    return words[-1] if words[0] == "from" or " as " in line else words[1].split(".")[0]
 
 
 def _load_dataset(config: TrainConfig) -> Dataset:
