@@ -104,7 +104,7 @@ class Split:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """The shape of one image: (H, W) or (H, W, C)."""
+        """The shape of one image, (H, W) or (H, W, C)."""
         return tuple(self.images.shape[1:])
 
     @property
@@ -167,7 +167,7 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        """The shape of one image: (28, 28) for MNIST, (32, 32, 3) for CIFAR-10."""
+        """The shape of one image, e.g. (28, 28) for MNIST and (32, 32, 3) for CIFAR-10."""
         return self.train.image_shape
 
     @property

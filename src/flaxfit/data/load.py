@@ -220,7 +220,7 @@ def load_dataset(
         verbose: report each step on stderr, one line each (and a download's progress).
 
     Returns:
-        The Dataset, in the original order: MNIST and Fashion-MNIST 60 000 train and 10 000
+        The Dataset in the original order. MNIST and Fashion-MNIST 60 000 train and 10 000
         test uint8 images (N, 28, 28); CIFAR-10 50 000 and 10 000 uint8 images
         (N, 32, 32, 3); labels uint8 (N,).
     """
@@ -429,7 +429,7 @@ def load_data(
     cache_dir: str | os.PathLike | None = None,
     verbose: bool = True,
 ) -> Dataset:
-    """Load any dataset flaxfit knows, named as on the command line (`--dataset`).
+    """Load any dataset flaxfit knows, named as on the command line (`--dataset`)::
 
         load_data("mnist")                    # as load_mnist()
         load_data("cifar10", "~/data")        # a local copy: the archive or its .bin files
@@ -437,8 +437,8 @@ def load_data(
         load_data("npz:arrays.npz")
 
     Args:
-        spec: "mnist", "fashion_mnist", "cifar10", "folder:DIR" (DIR/train/<class>/* and
-            DIR/test/<class>/*: PNG, JPEG, WebP or BMP pictures) or "npz:FILE" (x_train,
+        spec: "mnist", "fashion_mnist", "cifar10", "folder:DIR" (`DIR/train/<class>/*` and
+            `DIR/test/<class>/*`: PNG, JPEG, WebP or BMP pictures) or "npz:FILE" (x_train,
             y_train, x_test, y_test, optional class_names); see `parse_dataset_spec`.
         data_dir: a local copy of a named dataset (see `load_dataset`); folder: and npz:
             name their own files and take none.

@@ -2,7 +2,7 @@
 
 Flax keeps a model's weights outside the model, in nested dicts. Here a path
 joins the nested keys with '/': params["Conv_0"]["kernel"] is "Conv_0/kernel",
-and a pattern is a shell-style glob over paths ("Conv_*/*", "Dense_1/bias").
+and a pattern is a shell-style glob over paths (`Conv_*/*`, `Dense_1/bias`)::
 
     from flaxfit.models import params as P
     P.get(state.params, "Conv_0/kernel")                    # (5, 5, 1, 16)

@@ -13,6 +13,8 @@ from flaxfit.models.mnist import MLP, DoubleLayerCNN, SingleLayerCNN, SoftmaxReg
 from flaxfit.models.names import APIS as APIS
 
 # Keyed by flaxfit.models.names.MODEL_NAMES, in its order (tests/test_models.py checks).
+#: The built-in Linen models by the name `flaxfit train --model` takes: "softmax",
+#: "cnn1" (the deck's SingleLayerCNN), "cnn2", "mlp", "resnet8", "resnet20".
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "softmax": SoftmaxRegression,
     "cnn1": SingleLayerCNN,

@@ -221,7 +221,7 @@ class TrainConfig:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """One image's shape: the data's as recorded, else MNIST's (28, 28)."""
+        """One image's shape, the data's as recorded (else MNIST's, (28, 28))."""
         return self.image_shape or (28, 28)
 
     @property

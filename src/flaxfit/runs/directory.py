@@ -108,7 +108,7 @@ class Run:
 
     @property
     def variables(self) -> dict[str, Any]:
-        """{"params": ..., "batch_stats": ...} as `apply_fn` takes them."""
+        """The variables as `apply_fn` takes them: "params", and "batch_stats" if any."""
         out = {"params": self.params}
         if self.batch_stats is not None:
             out["batch_stats"] = self.batch_stats

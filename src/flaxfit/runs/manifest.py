@@ -260,7 +260,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         The manifest dict.
 
     Raises:
-        ManifestError (a ValueError): the directory or the file is missing, or the
+        ManifestError: (a ValueError) the directory or the file is missing, or the
             file is not a JSON object; the message names the path.
     """
     directory = Path(directory)
@@ -353,7 +353,7 @@ def diff_runs(a: str | os.PathLike, b: str | os.PathLike) -> list[Difference]:
         The differences, as `diff_manifests` gives them.
 
     Raises:
-        ManifestError (a ValueError): a directory or its manifest.json is missing or
+        ManifestError: (a ValueError) a directory or its manifest.json is missing or
             unreadable (or, when the manifest has no config, its config.json is).
     """
     return diff_manifests(_load_for_diff(a), _load_for_diff(b))
@@ -395,7 +395,7 @@ def diff_runs_main(a: str, b: str) -> int:
         0 when the runs match, 1 when they differ.
 
     Raises:
-        ManifestError (a ValueError): a directory or manifest is missing or unreadable.
+        ManifestError: (a ValueError) a directory or manifest is missing or unreadable.
     """
     differences = diff_runs(a, b)
     print(format_diff(differences, a, b))

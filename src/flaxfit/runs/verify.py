@@ -41,6 +41,8 @@ class PartCheck:
 
 @dataclass(frozen=True)
 class ResumeReport:
+    """What `verify_resume` compared: one `PartCheck` per part; `bit_exact` when all matched."""
+
     checks: tuple[PartCheck, ...]
 
     @property

@@ -56,7 +56,7 @@ class History:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The measured columns: "train_*" and "test_*"."""
+        """The measured columns, `train_*` and `test_*`."""
         return tuple(c for c in self.columns if c.startswith(("train_", "test_")))
 
     def start_session(self, session: dict[str, float] | None = None) -> dict[str, float]:

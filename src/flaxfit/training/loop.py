@@ -468,7 +468,8 @@ def evaluate(
     rounded up to a multiple of the device count (padding is masked).
 
     Returns:
-        {"loss": mean loss, "accuracy": correct / count, "correct": int, "count": int}
+        A dict of "loss" (the mean loss), "accuracy" (correct / count), "correct" and
+        "count" (ints).
         for the default step; for others, each summed metric divided by the count
         (see `eval_means`).
     """

@@ -35,7 +35,7 @@ class TrainState(train_state.TrainState):
 
     Attributes:
         batch_stats: the BatchNorm statistics (Linen's 'batch_stats' collection,
-            NNX's `nnx.BatchStat`s) as a plain nested dict; None for models
+            NNX's `nnx.BatchStat` variables) as a plain nested dict; None for models
             without BatchNorm. Training steps update them, evaluation reads them.
         rng: this step's key for dropout (a raw uint32[2] key). `fit()` sets it
             before every step from (seed, epoch, step), so a resumed run draws
@@ -209,7 +209,7 @@ def train_step(
 def eval_step(
     state: TrainState, inputs: jax.Array, labels: jax.Array, mask: jax.Array | None = None
 ) -> EvalMetrics:
-    """Summed loss and correct predictions on one batch, counting only `mask`ed rows.
+    """Summed loss and correct predictions on one batch, counting the rows `mask` keeps.
 
     Sums (not means) so that batches of any size, and padded rows, combine
     exactly: accuracy = correct / count over the whole set.
@@ -220,7 +220,7 @@ def eval_step(
         mask: (B,) bool, True for real examples; None counts every row.
 
     Returns:
-        {"loss_sum": (), "correct": (), "count": ()} as float32 / int32 scalars.
+        A dict of "loss_sum", "correct" and "count", float32 / int32 scalars.
     """
     if mask is None:
         mask = jnp.ones(inputs.shape[0], bool)

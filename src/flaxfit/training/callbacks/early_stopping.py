@@ -31,7 +31,7 @@ class EarlyStopping(Callback):
         monitor: a History column, e.g. "test_loss", "test_accuracy", "train_loss".
         patience: how many non-improving epochs in a row stop training (1 or more).
         min_delta: how much better than the best an epoch must be to count (0 or more).
-        mode: "min", "max", or "auto": "min" for *loss, "max" for *accuracy.
+        mode: "min", "max", or "auto": "min" for `*loss`, "max" for `*accuracy`.
         restore_best: return the best epoch's params from fit, not the last epoch's.
         history: a History that fit continues (a resumed run): its earlier
             epochs count towards the best value and the patience.
