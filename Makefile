@@ -8,18 +8,28 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: train test lint venv dev clean chromium
+.PHONY: train test docs lint venv dev clean chromium
 
 train: $(VENV)/.runtime
 	$(BIN)/flaxfit train --recipe fast --out runs/default
 
-test: $(VENV)/.dev chromium
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 --durations=15
+# The notebook tests leave each notebook they ran, with its outputs, in build/notebooks;
+# the docs build renders those (and fails if one is missing or stale), then the site is
+# checked in the browser.
+test: $(VENV)/.docs chromium
+	$(BIN)/ruff check src tests benchmarks docs
+	FLAXFIT_EXECUTED_NOTEBOOKS=$(CURDIR)/build/notebooks $(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python docs/build.py --no-execute
+	$(BIN)/python -m pytest docs/test_site.py
+
+# The documentation site (English and Japanese) into docs/_build/html; executes the
+# notebooks first when build/notebooks has no current copy of them (minutes on a CPU).
+docs: $(VENV)/.docs
+	$(BIN)/python docs/build.py
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 
 venv: $(VENV)/.runtime
 dev: $(VENV)/.dev
@@ -41,6 +51,10 @@ $(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	@touch $@
 
+$(VENV)/.docs: $(VENV)/.dev requirements/docs.txt
+	$(BIN)/python -m pip install --quiet -r requirements/docs.txt
+	@touch $@
+
 # The digit pad's browser test drives Debian's chromium (Playwright's own browser
 # download needs more network than CI has). Installed here when possible; when not,
 # this says why and the test skips with the same reason; the build goes on.
@@ -58,4 +72,4 @@ chromium:
 	fi
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build docs/_build src/*.egg-info .pytest_cache .ruff_cache

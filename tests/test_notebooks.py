@@ -2,6 +2,7 @@
 opens it: no switch of its own, the real MNIST from `flaxfit.load_mnist()`, full training,
 and each accuracy it prints above a floor, so a silently broken recipe fails."""
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,10 @@ from nbclient import NotebookClient
 import flaxfit
 from flaxfit.data import DataError
 
+# When set (`make test` does), each notebook that ran and passed is written there with its
+# outputs, stamped with the sha256 of the committed notebook: the docs build (docs/build.py)
+# renders those copies and refuses stale ones.
+EXECUTED_DIR = os.environ.get("FLAXFIT_EXECUTED_NOTEBOOKS")
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 # What each notebook must print, once each: a pattern whose first group is an accuracy in %,
@@ -122,3 +127,21 @@ def test_notebook_runs_as_a_learner_runs_it(path, mnist_cache, tmp_path, monkeyp
             assert abs(moved - source) <= 0.02, shown  # at most 2 of 10 000 answers flip
         differences = re.findall(r"max \|(?:logits|weights) difference\| (\S+)", shown)
         assert len(differences) == 5 and max(map(float, differences)) < 1e-3, shown
+    if EXECUTED_DIR:
+        keep_executed(notebook, path, cache_dir if needs_mnist else None)
+
+
+def keep_executed(notebook, path: Path, cache_dir: Path | None) -> None:
+    """Write the executed `notebook` for the docs, atomically (temp file, then rename).
+    The run's temporary MNIST cache is shown as a learner's default one."""
+    if cache_dir is not None:
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []):
+                if "text" in output:
+                    output["text"] = output["text"].replace(str(cache_dir), "~/.cache/flaxfit")
+    notebook.metadata["flaxfit"] = {"source_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    out = Path(EXECUTED_DIR) / path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    nbformat.write(notebook, partial)
+    partial.replace(out)

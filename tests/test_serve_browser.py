@@ -8,7 +8,7 @@ picture through its file input and shows what the API says of that file.
 
 To refresh the README's screenshot with a model trained on MNIST:
 
-    FLAXFIT_SERVE_RUN=runs/default FLAXFIT_SERVE_SCREENSHOT=docs/serve.png \\
+    FLAXFIT_SERVE_RUN=runs/default FLAXFIT_SERVE_SCREENSHOT=docs/images/serve.png \\
         .venv/bin/python -m pytest tests/test_serve_browser.py
 """
 
