@@ -6,7 +6,7 @@ read it, then saves a screenshot. The model is the stroke-digit cnn1 of
 here tells the page what the answer is. A colour run's upload page is given a
 picture through its file input and shows what the API says of that file.
 
-To refresh the README's screenshot with a model trained on MNIST:
+To refresh the screenshot in the README and the docs with a model trained on MNIST:
 
     FLAXFIT_SERVE_RUN=runs/default FLAXFIT_SERVE_SCREENSHOT=docs/images/serve.png \\
         .venv/bin/python -m pytest tests/test_serve_browser.py

@@ -621,7 +621,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         raise ValueError(
             "--format onnx: not available; the maintained converter (jax2onnx 0.17.1) needs "
-            "orbax-checkpoint < 0.11.37 and flaxfit pins 0.12.8 (see README); use stablehlo"
+            "orbax-checkpoint < 0.11.37 and flaxfit pins 0.12.8 (docs: params guide); use stablehlo"
         )
     from flaxfit.runs.directory import load_run
     from flaxfit.tools.export import EXPORT_FILE, export_predict, save_exported

@@ -20,7 +20,7 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "onecycle")
 #: Named sets of TrainConfig values (`flaxfit train --recipe NAME`); flags and --config
 #: given beside one override it. "fast" trains the deck's SingleLayerCNN to 99% on MNIST in
 #: 2 epochs instead of 3: a one-cycle learning rate peaking at 3e-3, Adam's b2 0.99 and
-#: label smoothing 0.1 (the README's "Time to accuracy" says what each part bought).
+#: label smoothing 0.1 (docs/en/guides/speed.md, "Time to accuracy", says what each part bought).
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {"epochs": 2, "schedule": "onecycle", "lr": 3e-3, "b2": 0.99, "label_smoothing": 0.1},
