@@ -20,7 +20,7 @@ test: $(VENV)/.docs chromium
 	$(BIN)/ruff check src tests benchmarks docs
 	FLAXFIT_EXECUTED_NOTEBOOKS=$(CURDIR)/build/notebooks $(BIN)/python -m pytest -n 2 --durations=15
 	$(BIN)/python docs/build.py --no-execute
-	$(BIN)/python -m pytest docs/test_site.py
+	$(BIN)/python -m pytest docs
 
 # The documentation site (English and Japanese) into docs/_build/html; executes the
 # notebooks first when build/notebooks has no current copy of them (minutes on a CPU).
