@@ -46,19 +46,36 @@ class TrainState(train_state.TrainState):
     rng: jax.Array | None = None
 
 
-def _init_linen(model: nn.Module, rng: jax.Array, shape: tuple[int, ...]) -> dict[str, Any]:
-    # Initialised in evaluation mode, as Flax's examples do: no dropout key is needed.
-    variables = model.init(
-        {"params": rng, "dropout": rng}, jnp.zeros(shape, jnp.float32),
-        **mode_keywords(model, False),
-    )  # fmt: skip
+def _init_linen(
+    model: nn.Module, rng: jax.Array, shape: tuple[int, ...], tx: optax.GradientTransformation
+) -> tuple[dict[str, Any], Any, jax.Array]:
+    """The model's variables, the optimizer's state for its params, and the state's key.
+
+    flaxfit's own models are initialised in one jitted program: run op by op, the
+    same init dispatches about 45 tiny programs, each compiled (or read from the
+    persistent compilation cache) on its own, which was most of a warm `flaxfit
+    train`'s compile time. Random bits, the truncated normal and the zeros come out
+    bit for bit as op by op (tests/test_models.py compares every registry model).
+    Another module is initialised op by op, as before: its init may run host code.
+    """
+
+    def init(rng: jax.Array) -> tuple[dict[str, Any], Any, jax.Array]:
+        # Initialised in evaluation mode, as Flax's examples do: no dropout key is needed.
+        variables = model.init(
+            {"params": rng, "dropout": rng}, jnp.zeros(shape, jnp.float32),
+            **mode_keywords(model, False),
+        )  # fmt: skip
+        return dict(variables), tx.init(variables["params"]), jax.random.PRNGKey(0)
+
+    own = type(model).__module__.startswith("flaxfit.models.")
+    variables, opt_state, key = jax.jit(init)(rng) if own else init(rng)
     unknown = sorted(set(variables) - {"params", "batch_stats"})
     if unknown:
         raise ValueError(
             f"create_train_state: {type(model).__name__} has variable collections "
             f"{unknown} besides 'params' and 'batch_stats'; flaxfit trains only those two"
         )
-    return dict(variables)
+    return variables, opt_state, key
 
 
 def create_train_state(
@@ -107,7 +124,7 @@ def create_train_state(
         input_shape = (1, *np.shape(images)[1:])
     shape = MNIST_INPUT if input_shape is None else tuple(input_shape)
     try:
-        variables = _init_linen(model, rng, shape)
+        variables, opt_state, key = _init_linen(model, rng, shape, optimizer)
     except Exception as error:
         if input_shape is not None or str(error).startswith("create_train_state"):
             raise
@@ -116,9 +133,10 @@ def create_train_state(
             f"dummy batch of shape {shape} (MNIST's): {str(error).splitlines()[0]}; pass "
             "input_shape=(1, H, W, C) matching your data, or data=train_split"
         ) from error
-    return TrainState.create(
-        apply_fn=model.apply, params=variables["params"], tx=optimizer,
-        batch_stats=variables.get("batch_stats"), rng=jax.random.PRNGKey(0),
+    # What TrainState.create builds, with the optimizer's state initialised above.
+    return TrainState(
+        step=0, apply_fn=model.apply, params=variables["params"], tx=optimizer,
+        opt_state=opt_state, batch_stats=variables.get("batch_stats"), rng=key,
     )  # fmt: skip
 
 
