@@ -82,6 +82,27 @@ def test_the_default_host_is_this_machine_only_and_says_nothing_more(run_dir, ca
     assert capsys.readouterr().err == ""
 
 
+def test_serve_says_what_its_start_spent_compiling_cold_then_from_the_cache(
+    run_dir, capsys, monkeypatch, tmp_path
+):
+    import jax
+
+    monkeypatch.setenv("FLAXFIT_CACHE", str(tmp_path))  # an empty compilation cache
+    monkeypatch.setattr(server, "_run_uvicorn", lambda app, sock: None)
+    notes = []
+    for _ in ("cold", "warm"):
+        jax.clear_caches()  # as a new process: compiled afresh or read from disk
+        assert main(["serve", "--run", str(run_dir), "--port", "0"]) == 0
+        line = capsys.readouterr().out.strip()
+        match = re.search(r"\(Ctrl\+C stops\); compile \d+\.\d\d s, (\d+)/(\d+) programs "
+                          r"from the cache$", line)  # fmt: skip
+        assert match, line
+        notes.append(tuple(int(n) for n in match.groups()))
+    (cold_hits, cold_programs), (warm_hits, warm_programs) = notes
+    assert cold_hits == 0 < cold_programs
+    assert warm_hits == warm_programs == cold_programs
+
+
 def read_line(stream, timeout):
     """One line of a subprocess' output, or AssertionError after `timeout` seconds."""
     deadline = time.monotonic() + timeout

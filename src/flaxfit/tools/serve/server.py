@@ -9,6 +9,7 @@ import sys
 from typing import Any, TextIO
 
 from flaxfit.runs.directory import load_run
+from flaxfit.training.compile_watch import CompileStats, watch_compiles
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -97,14 +98,21 @@ def serve(
         warning = exposure_warning(host)
         if warning:
             print(warning, file=sys.stderr, flush=True)
-        run = load_run(run_dir, allow_changed_model=allow_changed_model)
-        app = create_app(run)  # compiles the model: the URL is printed once it is ready
+        with watch_compiles() as compiled:  # what the start waited for, as train reports it
+            run = load_run(run_dir, allow_changed_model=allow_changed_model)
+            app = create_app(run)  # compiles the model: the URL is printed once it is ready
         address = url(host, sock.getsockname()[1])
-        print(f"flaxfit serve: {run.config.model} from {run_dir} at {address} (Ctrl+C stops)",
-              file=out, flush=True)  # fmt: skip
+        print(f"flaxfit serve: {run.config.model} from {run_dir} at {address} (Ctrl+C stops); "
+              f"{compile_note(compiled)}", file=out, flush=True)  # fmt: skip
         _run_uvicorn(app, sock)
     finally:
         sock.close()
+
+
+def compile_note(compiled: CompileStats) -> str:
+    """E.g. "compile 0.21 s, 2/2 programs from the cache": what start-up spent compiling."""
+    return (f"compile {compiled.seconds:.2f} s, {compiled.cache_hits}/{compiled.compiles} "
+            "programs from the cache")  # fmt: skip
 
 
 def _run_uvicorn(app: Any, sock: socket.socket) -> None:
