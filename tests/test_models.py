@@ -142,10 +142,10 @@ def _op_by_op_state(model, seed, shape, tx):
     )  # fmt: skip
 
 
-# One model per kind of layer the registry uses (Dense; flaxfit's Conv and pool; BatchNorm),
-# each at the shape it trains on: cnn2, mlp and resnet20 add only more of the same layers,
-# and their eager inits cost the suite about 55 s more (resnet20 alone 35 s).
-INIT_SHAPES = {"softmax": (1, 28, 28), "cnn1": (1, 28, 28), "resnet8": (1, 32, 32, 3)}
+# Dense only, and flaxfit's Conv and pool: the layers of every model eject copies (its
+# bit-exact tests also start from this init). The ResNets' BatchNorm is checked only by
+# their own tests: the eager init alone cost resnet8 36 s and resnet20 35 s of the suite.
+INIT_SHAPES = {"softmax": (1, 28, 28), "cnn1": (1, 28, 28)}
 
 
 @pytest.mark.parametrize("name", sorted(INIT_SHAPES))
