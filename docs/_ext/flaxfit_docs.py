@@ -26,7 +26,7 @@ from sphinx.application import Sphinx
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import nested_parse_with_titles
+from sphinx.util.nodes import make_refnode, nested_parse_with_titles
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,24 @@ def _stage(module: str) -> str:
     return next((stage for stage in STAGES if module.startswith(stage)), "")
 
 
+def _class_rst(target: str, cls: type) -> list[str]:
+    """The autodoc entry of a class or an exception, with its documented members."""
+    kind = "autoexception" if issubclass(cls, BaseException) else "autoclass"
+    # A Flax module's fields (dtype, parent, name) are its constructor's arguments,
+    # shown in its signature; listing them again as members only adds noise.
+    members = [] if _is_flax_module(cls) else ["   :members:"]
+    return [f".. {kind}:: {target}", *members, ""]
+
+
+def _parse_rst(directive: SphinxDirective, source: list[str]) -> list[nodes.Node]:
+    """`source` (reST, titles allowed) parsed in place of `directive`."""
+    node = nodes.section()
+    node.document = directive.state.document
+    lines = StringList(source, directive.get_source_info()[0])
+    nested_parse_with_titles(directive.state, lines, node)
+    return node.children
+
+
 def _rst_for(name: str, obj: object) -> tuple[str, list[str], bool]:
     """(defining module, reST lines, has a docstring) for the public name `name`."""
     target = f"flaxfit.{name}"
@@ -83,12 +101,7 @@ def _rst_for(name: str, obj: object) -> tuple[str, list[str], bool]:
         return obj.__name__, lines, bool(own_docstring(obj))
     module = getattr(obj, "__module__", None) or ""
     if isinstance(obj, type):
-        kind = "autoexception" if issubclass(obj, BaseException) else "autoclass"
-        # A Flax module's fields (dtype, parent, name) are its constructor's arguments,
-        # shown in its signature; listing them again as members only adds noise.
-        members = [] if _is_flax_module(obj) else ["   :members:"]
-        lines = [f".. {kind}:: {target}", *members, ""]
-        return module, lines, own_docstring(obj) is not None
+        return module, _class_rst(target, obj), own_docstring(obj) is not None
     if callable(obj):
         return module, [f".. autofunction:: {target}", ""], bool(own_docstring(obj))
     # Data (a table such as MODELS): documented by the `#:` comment where it is defined.
@@ -135,10 +148,7 @@ class FlaxfitApi(SphinxDirective):
             if lines:
                 title = STAGES.get(stage, "Other")
                 source += [title, "-" * len(title), "", *lines]
-        node = nodes.section()
-        node.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(source, self.get_source_info()[0]), node)
-        return node.children
+        return _parse_rst(self, source)
 
 
 class FlaxfitTypes(SphinxDirective):
@@ -158,12 +168,8 @@ class FlaxfitTypes(SphinxDirective):
             obj = getattr(importlib.import_module(module), name)
             if own_docstring(obj) is None:
                 logger.warning(f"{target} has no docstring", location=self.get_location())
-            kind = "autoexception" if issubclass(obj, BaseException) else "autoclass"
-            source += [f".. {kind}:: {target}", "   :members:", ""]
-        node = nodes.section()
-        node.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(source, self.get_source_info()[0]), node)
-        return node.children
+            source += _class_rst(target, obj)
+        return _parse_rst(self, source)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
@@ -229,8 +235,6 @@ def resolve_short_name(app: Sphinx, env, node: nodes.Element, contnode: nodes.No
     matches = [name for name in domain.objects if name.rsplit(".", 1)[-1] == target]
     if len(matches) != 1:
         return None
-    from sphinx.util.nodes import make_refnode
-
     entry = domain.objects[matches[0]]
     return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode,
                         matches[0])
